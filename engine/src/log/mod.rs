@@ -1,0 +1,1 @@
+//! A partition's log: segments, indexes, append, read, recovery and retention.

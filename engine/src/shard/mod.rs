@@ -1,0 +1,1 @@
+//! The shard runtime: one pinned thread per core, and cross-shard calls.
