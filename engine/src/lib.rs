@@ -13,3 +13,10 @@ pub mod uring;
 
 pub use config::{FlushPolicy, LogConfig};
 pub use topic_partition::TopicPartition;
+pub mod engine;
+pub mod placement;
+pub use engine::{
+    AppendError, AppendOutcome, Engine, EngineConfig, EngineError, PartitionOffsets, ReadError,
+    ReadOutcome,
+};
+pub use shard::{LocalBoxFuture, ShardContext, ShardId};

@@ -1,0 +1,67 @@
+//! Reads: batch boundaries, byte budgets, range errors and timestamp lookup.
+
+use super::*;
+
+#[test]
+fn read_respects_max_bytes_but_returns_an_oversized_first_batch_whole() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut log = open(dir.path(), small_config());
+    let batch = batch_bytes(2, 40, NOW_MS);
+    let batch_size = batch.len() as u32;
+    for _ in 0..10 {
+        append(&mut log, batch.clone());
+    }
+    let two = read_bytes(&log, 0, batch_size * 2 + batch_size / 2);
+    assert_eq!(batch_offsets(&two), [(0, 1), (2, 3)]);
+    let one = read_bytes(&log, 5, 1);
+    assert_eq!(batch_offsets(&one), [(4, 5)], "KIP-74: first batch whole");
+    let all = read_bytes(&log, 0, u32::MAX);
+    assert_eq!(all.len() as u32, batch_size * 10);
+    assert!(log.segment_count() > 1, "reads span segments");
+}
+
+#[test]
+fn read_outside_the_log_is_out_of_range_and_at_the_end_is_empty() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut log = open(dir.path(), LogConfig::default());
+    append(&mut log, batch_bytes(2, 10, NOW_MS));
+    assert!(log.read(2, 100).unwrap().slices.is_empty());
+    assert!(matches!(
+        log.read(3, 100),
+        Err(ReadError::OffsetOutOfRange {
+            offset: 3,
+            log_start: 0,
+            log_end: 2
+        })
+    ));
+    assert!(matches!(
+        log.read(-1, 100),
+        Err(ReadError::OffsetOutOfRange { .. })
+    ));
+}
+
+#[test]
+fn timestamp_lookup_finds_first_batch_at_or_after_target() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut log = open(dir.path(), small_config());
+    for i in 0..20 {
+        append(&mut log, batch_bytes(2, 50, NOW_MS + i * 100));
+    }
+    assert_eq!(
+        log.offset_for_timestamp(NOW_MS - 5).unwrap(),
+        Some((0, NOW_MS + 1))
+    );
+    assert_eq!(
+        log.offset_for_timestamp(NOW_MS + 1).unwrap(),
+        Some((0, NOW_MS + 1))
+    );
+    assert_eq!(
+        log.offset_for_timestamp(NOW_MS + 2).unwrap(),
+        Some((2, NOW_MS + 101))
+    );
+    assert_eq!(
+        log.offset_for_timestamp(NOW_MS + 1_550).unwrap(),
+        Some((32, NOW_MS + 1_601))
+    );
+    assert_eq!(log.offset_for_timestamp(NOW_MS + 1_902).unwrap(), None);
+}

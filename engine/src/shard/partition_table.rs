@@ -1,0 +1,321 @@
+//! The partitions one shard owns, and the operations that run on that shard for them.
+//!
+//! Lives on one shard (`Rc`/`RefCell`, `!Send`). A `PartitionLog` is only ever borrowed for
+//! the length of a synchronous call, never across an `.await`, so no borrow can be observed
+//! by another task. Everything here is reached through `invoke_on` from the engine facade.
+
+use std::cell::{Cell, RefCell};
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::rc::Rc;
+use std::time::Duration;
+
+use bytes::{Bytes, BytesMut};
+use tokio::sync::watch;
+
+use super::context::ShardContext;
+use super::group_commit::GroupCommit;
+use crate::engine::{
+    AppendError, AppendOutcome, EngineError, PartitionOffsets, ReadOutcome, now_ms,
+};
+use crate::log::{PartitionLog, ReadError};
+use crate::uring::{SharedFile, WriteChain};
+use crate::{FlushPolicy, LogConfig, TopicPartition};
+
+/// One partition on its owning shard.
+pub(crate) struct PartitionSlot {
+    pub(crate) name: TopicPartition,
+    pub(crate) dir: PathBuf,
+    pub(crate) log: RefCell<PartitionLog>,
+    /// Latest high watermark, for Fetch long polls on any shard.
+    pub(crate) high_watermark: watch::Sender<i64>,
+    /// Highest offset reported to the log with `mark_written` (inclusive), -1 if none.
+    pub(crate) written_through: Cell<i64>,
+    /// Bumped by every config change and by deletion; timer tasks of older generations stop.
+    pub(crate) generation: Cell<u64>,
+    pub(crate) deleted: Cell<bool>,
+}
+
+impl PartitionSlot {
+    pub(crate) fn flush_policy(&self) -> FlushPolicy {
+        self.log.borrow().config().flush
+    }
+
+    /// Publishes the log's high watermark if it moved.
+    pub(crate) fn publish_high_watermark(&self) {
+        let high_watermark = self.log.borrow().high_watermark();
+        self.high_watermark.send_if_modified(|current| {
+            let moved = *current != high_watermark;
+            *current = high_watermark;
+            moved
+        });
+    }
+}
+
+/// The partitions of one shard and its group commit.
+pub(crate) struct PartitionTable {
+    slots: RefCell<HashMap<TopicPartition, Rc<PartitionSlot>>>,
+    pub(crate) commit: GroupCommit,
+}
+
+impl PartitionTable {
+    pub(crate) fn new() -> Self {
+        Self {
+            slots: RefCell::new(HashMap::new()),
+            commit: GroupCommit::new(),
+        }
+    }
+
+    pub(crate) fn get(&self, tp: &TopicPartition) -> Option<Rc<PartitionSlot>> {
+        self.slots.borrow().get(tp).cloned()
+    }
+
+    pub(crate) fn all(&self) -> Vec<Rc<PartitionSlot>> {
+        self.slots.borrow().values().cloned().collect()
+    }
+
+    pub(crate) fn len(&self) -> usize {
+        self.slots.borrow().len()
+    }
+}
+
+fn slot_of(context: &ShardContext, tp: &TopicPartition) -> Result<Rc<PartitionSlot>, EngineError> {
+    context
+        .partitions()
+        .get(tp)
+        .ok_or_else(|| EngineError::UnknownPartition(tp.clone()))
+}
+
+/// Opens (recovering) the log of `tp` in `data_dir` on this shard and starts its timers.
+pub(crate) fn open_partition(
+    context: &ShardContext,
+    data_dir: &Path,
+    tp: TopicPartition,
+    config: LogConfig,
+) -> Result<(), EngineError> {
+    if context.partitions().get(&tp).is_some() {
+        return Err(EngineError::PartitionExists(tp));
+    }
+    let dir = data_dir.join(tp.dir_name());
+    let log = PartitionLog::open(&dir, tp.clone(), config, now_ms())?;
+    let written_through = log.log_end_offset() - 1;
+    let (high_watermark, _) = watch::channel(log.high_watermark());
+    let slot = Rc::new(PartitionSlot {
+        name: tp.clone(),
+        dir,
+        log: RefCell::new(log),
+        high_watermark,
+        written_through: Cell::new(written_through),
+        generation: Cell::new(0),
+        deleted: Cell::new(false),
+    });
+    context
+        .partitions()
+        .slots
+        .borrow_mut()
+        .insert(tp, slot.clone());
+    start_interval_flush(context, &slot);
+    Ok(())
+}
+
+/// Stops serving `tp`, waits for its in-flight writes, and removes its folder.
+pub(crate) async fn delete_partition(
+    context: &ShardContext,
+    tp: &TopicPartition,
+) -> Result<(), EngineError> {
+    let slot = context
+        .partitions()
+        .slots
+        .borrow_mut()
+        .remove(tp)
+        .ok_or_else(|| EngineError::UnknownPartition(tp.clone()))?;
+    slot.deleted.set(true);
+    slot.generation.set(slot.generation.get() + 1);
+    context.partitions().commit.wait_until_idle_for(&slot).await;
+    // Readers holding segment `Arc`s keep their open files; the names go now.
+    std::fs::remove_dir_all(&slot.dir).map_err(|source| EngineError::Io {
+        partition: tp.clone(),
+        source,
+    })
+}
+
+pub(crate) fn set_config(
+    context: &ShardContext,
+    tp: &TopicPartition,
+    config: LogConfig,
+) -> Result<(), EngineError> {
+    let slot = slot_of(context, tp)?;
+    slot.log.borrow_mut().set_config(config);
+    slot.generation.set(slot.generation.get() + 1);
+    start_interval_flush(context, &slot);
+    Ok(())
+}
+
+/// Stages `records` and waits for the group commit to make them durable per the policy.
+pub(crate) async fn append(
+    context: &ShardContext,
+    tp: &TopicPartition,
+    records: Bytes,
+) -> Result<AppendOutcome, AppendError> {
+    let slot = slot_of(context, tp)?;
+    // The log rewrites base offsets in place: free when the caller's buffer is unique, one copy
+    // when it is a slice of a larger shared frame.
+    let records = records
+        .try_into_mut()
+        .unwrap_or_else(|shared| BytesMut::from(&shared[..]));
+    let staged = slot.log.borrow_mut().stage_append(records, now_ms())?;
+    if staged.duplicate || staged.writes.is_empty() {
+        return Ok(AppendOutcome {
+            base_offset: staged.base_offset,
+            last_offset: staged.last_offset,
+            log_append_time_ms: staged.log_append_time_ms,
+            log_start_offset: slot.log.borrow().log_start_offset(),
+            duplicate: staged.duplicate,
+        });
+    }
+    context.partitions().commit.enqueue(slot, staged).await
+}
+
+pub(crate) fn read(
+    context: &ShardContext,
+    tp: &TopicPartition,
+    offset: i64,
+    max_bytes: u32,
+) -> Result<ReadOutcome, crate::engine::ReadError> {
+    let slot = slot_of(context, tp)?;
+    let result = slot.log.borrow().read(offset, max_bytes)?;
+    Ok(ReadOutcome {
+        slices: result.slices,
+        high_watermark: result.high_watermark,
+        log_start_offset: result.log_start_offset,
+        log_end_offset: result.log_end_offset,
+    })
+}
+
+pub(crate) fn offsets(
+    context: &ShardContext,
+    tp: &TopicPartition,
+) -> Result<PartitionOffsets, EngineError> {
+    let slot = slot_of(context, tp)?;
+    let log = slot.log.borrow();
+    Ok(PartitionOffsets {
+        log_start_offset: log.log_start_offset(),
+        high_watermark: log.high_watermark(),
+        log_end_offset: log.log_end_offset(),
+    })
+}
+
+pub(crate) fn offset_for_timestamp(
+    context: &ShardContext,
+    tp: &TopicPartition,
+    timestamp_ms: i64,
+) -> Result<Option<(i64, i64)>, crate::engine::ReadError> {
+    let slot = slot_of(context, tp)?;
+    let found: Result<_, ReadError> = slot.log.borrow().offset_for_timestamp(timestamp_ms);
+    Ok(found?)
+}
+
+pub(crate) fn watch_high_watermark(
+    context: &ShardContext,
+    tp: &TopicPartition,
+) -> Result<watch::Receiver<i64>, EngineError> {
+    Ok(slot_of(context, tp)?.high_watermark.subscribe())
+}
+
+/// fdatasyncs every dirty segment of `slot` and reports it synced through what was written
+/// when the sync started.
+pub(crate) async fn sync_dirty(
+    context: &ShardContext,
+    slot: &PartitionSlot,
+) -> Result<(), EngineError> {
+    let through = slot.written_through.get();
+    let dirty = slot.log.borrow().dirty_segments();
+    if dirty.is_empty() || through < 0 {
+        return Ok(());
+    }
+    let chains = dirty
+        .into_iter()
+        .map(|segment| WriteChain {
+            file: segment as SharedFile,
+            writes: Vec::new(),
+            sync: true,
+        })
+        .collect();
+    for result in context.io().write_chains(chains).await {
+        result.map_err(|source| EngineError::Io {
+            partition: slot.name.clone(),
+            source,
+        })?;
+    }
+    if !slot.deleted.get() {
+        slot.log.borrow_mut().mark_synced(through);
+        slot.publish_high_watermark();
+    }
+    Ok(())
+}
+
+/// For `flush=interval_ms=N`: a task that syncs the partition every N ms until its config
+/// changes or it is deleted.
+fn start_interval_flush(context: &ShardContext, slot: &Rc<PartitionSlot>) {
+    let FlushPolicy::IntervalMs(interval_ms) = slot.flush_policy() else {
+        return;
+    };
+    let generation = slot.generation.get();
+    let slot = slot.clone();
+    let task_context = context.clone();
+    let interval = Duration::from_millis(interval_ms.max(1));
+    tokio::task::spawn_local(async move {
+        loop {
+            tokio::time::sleep(interval).await;
+            if slot.generation.get() != generation || slot.deleted.get() {
+                return;
+            }
+            if let Err(error) = sync_dirty(&task_context, &slot).await {
+                tracing::error!(partition = %slot.name, %error, "interval flush failed");
+            }
+        }
+    });
+}
+
+/// Shutdown hook body: once the group commit is idle, sync and checkpoint every log.
+pub(crate) async fn close_all(context: &ShardContext) {
+    context.partitions().commit.wait_until_idle().await;
+    for slot in context.partitions().all() {
+        if let Err(error) = sync_dirty(context, &slot).await {
+            tracing::error!(partition = %slot.name, %error, "final sync failed");
+            continue;
+        }
+        if let Err(error) = slot.log.borrow_mut().checkpoint() {
+            tracing::error!(partition = %slot.name, %error, "final checkpoint failed");
+        }
+    }
+}
+
+/// Retention pass over every partition of this shard.
+pub(crate) fn apply_retention(context: &ShardContext) {
+    let now = now_ms();
+    for slot in context.partitions().all() {
+        let outcome = slot.log.borrow_mut().apply_retention(now);
+        match outcome {
+            Ok(outcome) if outcome.deleted_segment_count > 0 => {
+                tracing::info!(
+                    partition = %slot.name,
+                    deleted_segment_count = outcome.deleted_segment_count,
+                    deleted_bytes = outcome.deleted_bytes,
+                    "retention deleted segments"
+                );
+            }
+            Ok(_) => {}
+            Err(error) => tracing::error!(partition = %slot.name, %error, "retention failed"),
+        }
+    }
+}
+
+/// Writes every log's recovery point and dirty indexes.
+pub(crate) fn checkpoint_all(context: &ShardContext) {
+    for slot in context.partitions().all() {
+        if let Err(error) = slot.log.borrow_mut().checkpoint() {
+            tracing::error!(partition = %slot.name, %error, "checkpoint failed");
+        }
+    }
+}

@@ -1,0 +1,105 @@
+//! `ListOffsets` (key 2): earliest (-2), latest (-1) and by-timestamp offset lookups.
+//!
+//! Latest is the high watermark, which is also the last stable offset (no transactions yet).
+//! Max-timestamp (-3) needs a per-partition maximum the engine does not track yet; it is
+//! refused per partition with UNSUPPORTED_VERSION and a message saying so.
+
+use std::ops::RangeInclusive;
+
+use bytes::Bytes;
+use spate_engine::TopicPartition;
+use spate_protocol::messages::list_offsets_response::{
+    ListOffsetsPartitionResponse, ListOffsetsTopicResponse,
+};
+use spate_protocol::messages::{ListOffsetsRequest, ListOffsetsResponse};
+use spate_protocol::wire::Decode;
+
+use super::{RequestContext, error_code};
+use crate::broker::Broker;
+use crate::response::Outcome;
+
+/// v0 (a list of old-style offsets) is not served; Kafka 4.0 starts at v1 too.
+pub const VERSIONS: RangeInclusive<i16> = 1..=10;
+
+const LATEST_TIMESTAMP: i64 = -1;
+const EARLIEST_TIMESTAMP: i64 = -2;
+const MAX_TIMESTAMP: i64 = -3;
+/// KIP-405: earliest offset on local storage; with no tiering it is the earliest offset.
+const EARLIEST_LOCAL_TIMESTAMP: i64 = -4;
+
+pub async fn handle(broker: &Broker, ctx: &RequestContext, mut body: Bytes) -> Outcome {
+    let request = match ListOffsetsRequest::decode(&mut body, ctx.version) {
+        Ok(request) => request,
+        Err(e) => return ctx.malformed(e),
+    };
+    let image = broker.metadata.image();
+    let mut topics = Vec::with_capacity(request.topics.len());
+    for topic in request.topics {
+        let known = image.topic(&topic.name);
+        let mut partitions = Vec::with_capacity(topic.partitions.len());
+        for p in topic.partitions {
+            let mut answer = ListOffsetsPartitionResponse {
+                partition_index: p.partition_index,
+                error_code: error_code::NONE,
+                timestamp: -1,
+                offset: -1,
+                ..Default::default()
+            };
+            match known.filter(|t| (0..t.partition_count).contains(&p.partition_index)) {
+                None => answer.error_code = error_code::UNKNOWN_TOPIC_OR_PARTITION,
+                Some(t) => {
+                    let tp = TopicPartition::new(t.name.clone(), p.partition_index);
+                    lookup(broker, &tp, p.timestamp, &mut answer).await;
+                }
+            }
+            partitions.push(answer);
+        }
+        topics.push(ListOffsetsTopicResponse {
+            name: topic.name,
+            partitions,
+            ..Default::default()
+        });
+    }
+    ctx.respond(&ListOffsetsResponse {
+        topics,
+        ..Default::default()
+    })
+}
+
+async fn lookup(
+    broker: &Broker,
+    tp: &TopicPartition,
+    timestamp: i64,
+    answer: &mut ListOffsetsPartitionResponse,
+) {
+    match timestamp {
+        LATEST_TIMESTAMP | EARLIEST_TIMESTAMP | EARLIEST_LOCAL_TIMESTAMP => {
+            match broker.engine.offsets(tp).await {
+                Ok(offsets) => {
+                    answer.offset = if timestamp == LATEST_TIMESTAMP {
+                        offsets.high_watermark
+                    } else {
+                        offsets.log_start_offset
+                    };
+                }
+                Err(e) => {
+                    tracing::warn!(partition = %tp, error = %e, "offset lookup failed");
+                    answer.error_code = error_code::KAFKA_STORAGE_ERROR;
+                }
+            }
+        }
+        MAX_TIMESTAMP => answer.error_code = error_code::UNSUPPORTED_VERSION,
+        t if t < 0 => answer.error_code = error_code::INVALID_REQUEST,
+        t => match broker.engine.offset_for_timestamp(tp, t).await {
+            Ok(Some((offset, found_timestamp))) => {
+                answer.offset = offset;
+                answer.timestamp = found_timestamp;
+            }
+            Ok(None) => {}
+            Err(e) => {
+                tracing::warn!(partition = %tp, timestamp = t, error = %e, "timestamp lookup failed");
+                answer.error_code = error_code::KAFKA_STORAGE_ERROR;
+            }
+        },
+    }
+}

@@ -1,0 +1,157 @@
+//! `Produce` (key 0): append record batches, answer once they are durable per the topic's
+//! flush policy (acks=1/all), or not at all (acks=0).
+//!
+//! The records stay `Bytes` slices of the request frame all the way to the engine: nothing
+//! is decoded or copied here. The partitions of one request are appended concurrently, so
+//! they share the engine's group commit instead of paying one fsync each in turn. On a single
+//! node acks=1 and acks=all mean the same thing: the append is on this node's disk.
+
+use std::ops::RangeInclusive;
+
+use bytes::Bytes;
+use spate_engine::TopicPartition;
+use spate_protocol::messages::produce_response::{PartitionProduceResponse, TopicProduceResponse};
+use spate_protocol::messages::{ProduceRequest, ProduceResponse};
+use spate_protocol::wire::Decode;
+use tokio::task::JoinSet;
+
+use super::produce_errors::append_error_code;
+use super::{RequestContext, error_code};
+use crate::broker::Broker;
+use crate::metadata::{Topic, validate_topic_name};
+use crate::response::Outcome;
+
+/// From v0: librdkafka turns compression off when the broker's minimum is above 0. Batches
+/// still must be RecordBatch v2 (magic 2); older formats are refused per partition.
+pub const VERSIONS: RangeInclusive<i16> = 0..=11;
+
+pub async fn handle(broker: &Broker, ctx: &RequestContext, mut body: Bytes) -> Outcome {
+    let request = match ProduceRequest::decode(&mut body, ctx.version) {
+        Ok(request) => request,
+        Err(e) => return ctx.malformed(e),
+    };
+    let mut responses: Vec<TopicProduceResponse> = request
+        .topic_data
+        .iter()
+        .map(|t| TopicProduceResponse {
+            name: t.name.clone(),
+            partition_responses: t
+                .partition_data
+                .iter()
+                .map(|p| PartitionProduceResponse {
+                    index: p.index,
+                    base_offset: -1,
+                    log_append_time_ms: -1,
+                    log_start_offset: -1,
+                    ..Default::default()
+                })
+                .collect(),
+            ..Default::default()
+        })
+        .collect();
+
+    let refusal = if request.transactional_id.is_some() {
+        Some((
+            error_code::TRANSACTIONAL_ID_AUTHORIZATION_FAILED,
+            "transactions are not supported yet; produce without a transactional.id".to_owned(),
+        ))
+    } else if !matches!(request.acks, -1..=1) {
+        Some((
+            error_code::INVALID_REQUIRED_ACKS,
+            format!("acks={} is invalid: use 0, 1 or -1 (all)", request.acks),
+        ))
+    } else {
+        None
+    };
+
+    let image = broker.metadata.image();
+    let mut appends = JoinSet::new();
+    for (topic_index, topic) in request.topic_data.into_iter().enumerate() {
+        let known = image.topic(&topic.name).cloned();
+        for (partition_index, partition) in topic.partition_data.into_iter().enumerate() {
+            let slot = &mut responses[topic_index].partition_responses[partition_index];
+            let immediate = refusal.clone().or_else(|| {
+                check_partition(
+                    &topic.name,
+                    known.as_deref(),
+                    partition.index,
+                    &partition.records,
+                )
+            });
+            if let Some((code, message)) = immediate {
+                slot.error_code = code;
+                slot.error_message = Some(message);
+                continue;
+            }
+            let Some(topic_meta) = &known else { continue };
+            let tp = TopicPartition::new(topic_meta.name.clone(), partition.index);
+            let records = partition.records.unwrap_or_default();
+            let engine = broker.engine.clone();
+            appends.spawn_local(async move {
+                let outcome = engine.append(&tp, records).await;
+                (topic_index, partition_index, tp, outcome)
+            });
+        }
+    }
+
+    while let Some(joined) = appends.join_next().await {
+        let Ok((topic_index, partition_index, tp, outcome)) = joined else {
+            tracing::error!("a produce append task panicked");
+            continue;
+        };
+        let slot = &mut responses[topic_index].partition_responses[partition_index];
+        match outcome {
+            Ok(appended) => {
+                slot.error_code = error_code::NONE;
+                slot.base_offset = appended.base_offset;
+                slot.log_append_time_ms = appended.log_append_time_ms.unwrap_or(-1);
+                slot.log_start_offset = appended.log_start_offset;
+            }
+            Err(e) => {
+                let code = append_error_code(&e);
+                if code == error_code::KAFKA_STORAGE_ERROR {
+                    tracing::error!(partition = %tp, error = %e, "append failed");
+                } else {
+                    tracing::debug!(partition = %tp, error = %e, "append refused");
+                }
+                slot.error_code = code;
+                slot.error_message = Some(format!("{tp}: {e}"));
+            }
+        }
+    }
+
+    if request.acks == 0 {
+        return Outcome::Silent;
+    }
+    ctx.respond(&ProduceResponse {
+        responses,
+        ..Default::default()
+    })
+}
+
+/// Why a partition of the request cannot be appended at all, before asking the engine.
+fn check_partition(
+    topic_name: &str,
+    topic: Option<&Topic>,
+    partition: i32,
+    records: &Option<Bytes>,
+) -> Option<(i16, String)> {
+    if let Err(e) = validate_topic_name(topic_name) {
+        return Some((error_code::INVALID_TOPIC_EXCEPTION, e.to_string()));
+    }
+    if !topic.is_some_and(|t| (0..t.partition_count).contains(&partition)) {
+        return Some((
+            error_code::UNKNOWN_TOPIC_OR_PARTITION,
+            format!(
+                "{topic_name}-{partition} does not exist; create the topic or fetch metadata first"
+            ),
+        ));
+    }
+    if records.as_ref().is_none_or(Bytes::is_empty) {
+        return Some((
+            error_code::CORRUPT_MESSAGE,
+            "the records field is empty".to_owned(),
+        ));
+    }
+    None
+}

@@ -1,0 +1,189 @@
+//! The `spate` binary. `spate serve` runs the broker; the client subcommands (`topic`,
+//! `produce`, `consume`, …) arrive with `spate-client`.
+//!
+//! Precedence of settings, lowest first: built-in defaults, the `--config` TOML file,
+//! `SPATE_*` environment variables, flags (clap resolves the last two: a flag beats its
+//! variable).
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use spate_server::ServerConfig;
+use spate_server::metadata::topic_config;
+
+#[derive(Parser)]
+#[command(
+    name = "spate",
+    version,
+    about = "Kafka-compatible event streaming broker"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run a single-node broker (data in ./data, Kafka on 127.0.0.1:9092, admin on :9644).
+    Serve(ServeArgs),
+}
+
+#[derive(clap::Args)]
+struct ServeArgs {
+    /// TOML config file (see config/server.toml for every key).
+    #[arg(long, env = "SPATE_CONFIG")]
+    config: Option<PathBuf>,
+    /// Folder for partition logs and metadata [default: ./data].
+    #[arg(long, env = "SPATE_DATA_DIR")]
+    data_dir: Option<PathBuf>,
+    /// Kafka listener, host:port; port 0 picks a free one [default: 127.0.0.1:9092].
+    #[arg(long, env = "SPATE_LISTEN")]
+    listen: Option<SocketAddr>,
+    /// host:port that Metadata tells clients to connect to [default: the listen address].
+    #[arg(long, env = "SPATE_ADVERTISED_LISTEN")]
+    advertised_listen: Option<String>,
+    /// Admin HTTP listener (GET /health) [default: 127.0.0.1:9644].
+    #[arg(long, env = "SPATE_ADMIN_LISTEN")]
+    admin_listen: Option<SocketAddr>,
+    /// Shard threads, one per core; 0 = every online core [default: 0].
+    #[arg(long, env = "SPATE_CORES")]
+    cores: Option<usize>,
+    /// Partitions of auto-created topics (num.partitions) [default: 1].
+    #[arg(long, env = "SPATE_NUM_PARTITIONS")]
+    num_partitions: Option<i32>,
+    /// Create unknown topics on Metadata/Produce (auto.create.topics.enable) [default: true].
+    #[arg(long, env = "SPATE_AUTO_CREATE_TOPICS")]
+    auto_create_topics: Option<bool>,
+    /// Default topic flush policy: always | never | <milliseconds> [default: always].
+    #[arg(long, env = "SPATE_FLUSH")]
+    flush: Option<String>,
+    /// Serve fetches by copying instead of sendfile (for comparison; TLS later).
+    #[arg(long, env = "SPATE_FETCH_COPY")]
+    fetch_copy: bool,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .init();
+    match cli.command {
+        Command::Serve(args) => serve(args),
+    }
+}
+
+fn serve(args: ServeArgs) -> ExitCode {
+    let config = match server_config(args) {
+        Ok(config) => config,
+        Err(message) => {
+            eprintln!("spate serve: {message}");
+            return ExitCode::from(2);
+        }
+    };
+    match spate_server::run(config) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            tracing::error!("spate serve failed: {e}");
+            eprintln!("spate serve: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn server_config(args: ServeArgs) -> Result<ServerConfig, String> {
+    let mut config = ServerConfig::load(args.config.as_deref()).map_err(|e| e.to_string())?;
+    if let Some(v) = args.data_dir {
+        config.data_dir = v;
+    }
+    if let Some(v) = args.listen {
+        config.listen = v;
+    }
+    if args.advertised_listen.is_some() {
+        config.advertised_listen = args.advertised_listen;
+    }
+    if let Some(v) = args.admin_listen {
+        config.admin_listen = v;
+    }
+    if let Some(v) = args.cores {
+        config.cores = v;
+    }
+    if let Some(v) = args.num_partitions {
+        config.num_partitions = v;
+    }
+    if let Some(v) = args.auto_create_topics {
+        config.auto_create_topics = v;
+    }
+    if let Some(v) = args.flush {
+        topic_config::apply(&mut config.log_defaults, "flush", &v).map_err(|e| e.to_string())?;
+    }
+    if args.fetch_copy {
+        config.fetch_copy = true;
+    }
+    config.validate().map_err(|e| e.to_string())?;
+    Ok(config)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn serve_args(args: &[&str]) -> ServeArgs {
+        let cli = Cli::try_parse_from([&["spate", "serve"], args].concat()).unwrap();
+        match cli.command {
+            Command::Serve(args) => args,
+        }
+    }
+
+    #[test]
+    fn serve_without_flags_is_the_embedded_default() {
+        let config = server_config(serve_args(&[])).unwrap();
+        assert_eq!(config.listen.to_string(), "127.0.0.1:9092");
+        assert_eq!(config.admin_listen.to_string(), "127.0.0.1:9644");
+        assert_eq!(config.data_dir, PathBuf::from("./data"));
+        assert_eq!(config.num_partitions, 1);
+        assert!(config.auto_create_topics);
+        assert!(!config.fetch_copy);
+    }
+
+    #[test]
+    fn flags_override_the_config_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("server.toml");
+        std::fs::write(
+            &file,
+            "\"num.partitions\" = 4\nflush = \"never\"\ncores = 3\n",
+        )
+        .unwrap();
+        let config = server_config(serve_args(&[
+            "--config",
+            file.to_str().unwrap(),
+            "--num-partitions",
+            "6",
+            "--listen",
+            "127.0.0.1:0",
+            "--fetch-copy",
+        ]))
+        .unwrap();
+        assert_eq!(config.num_partitions, 6);
+        assert_eq!(config.cores, 3);
+        assert_eq!(
+            config.log_defaults.flush,
+            spate_server::metadata::topic_config::parse_flush("never").unwrap()
+        );
+        assert_eq!(config.listen.port(), 0);
+        assert!(config.fetch_copy);
+    }
+
+    #[test]
+    fn bad_values_are_refused_before_starting() {
+        assert!(server_config(serve_args(&["--flush", "sometimes"])).is_err());
+        assert!(server_config(serve_args(&["--num-partitions", "0"])).is_err());
+        assert!(Cli::try_parse_from(["spate", "serve", "--listen", "nowhere"]).is_err());
+    }
+}

@@ -1,0 +1,26 @@
+//! Harness for Spate's black-box interop tests.
+//!
+//! The tests in `tests/tests/` start the real `spate` binary as a child process, on ephemeral
+//! ports and in a temporary data directory, and drive it with real Kafka clients: kcat, the
+//! `rdkafka` crate (librdkafka), the Python `confluent-kafka` and `kafka-python` packages, and
+//! hand-built wire bytes for hostile input. Nothing here links against the broker's code: what is
+//! tested is what a user's client sees on the socket.
+//!
+//! This crate does not install the clients. `scripts/install-test-deps.sh` does; when a client
+//! is missing, the helpers return an error that says to run it, so a test fails loudly instead
+//! of skipping.
+
+pub mod admin_requests;
+pub mod broker;
+pub mod clients;
+pub mod error;
+pub mod fetch_request;
+pub mod kafka_requests;
+pub mod process_run;
+pub mod record_batch;
+pub mod wire;
+pub mod workspace;
+
+pub use broker::{Broker, BrokerOptions};
+pub use error::HarnessError;
+pub use process_run::{ProcessOutput, run_with_timeout};
