@@ -557,7 +557,7 @@ fn spawn_every(context: &ShardContext, period: Duration, work: fn(&ShardContext)
         ticks.tick().await; // the first tick is immediate
         loop {
             ticks.tick().await;
-            work(&context);
+            context.run_guarded(|| work(&context));
         }
     });
 }

@@ -126,6 +126,15 @@ impl ShardContext {
         self.inner.shutdown_hooks.borrow_mut().push(Box::new(hook));
     }
 
+    /// Runs `work` now; a panic inside it is logged and counted instead of unwinding into the
+    /// caller (timer tasks use this so one bad pass does not end the timer).
+    pub(crate) fn run_guarded(&self, work: impl FnOnce()) {
+        let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(work));
+        if let Err(payload) = outcome {
+            self.record_panic(&super::panic_guard::panic_message(payload.as_ref()));
+        }
+    }
+
     pub(crate) fn record_panic(&self, message: &str) {
         let inner = &self.inner;
         inner.panic_count.set(inner.panic_count.get() + 1);

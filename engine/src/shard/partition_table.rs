@@ -15,6 +15,7 @@ use tokio::sync::watch;
 
 use super::context::ShardContext;
 use super::group_commit::GroupCommit;
+use super::panic_guard::PanicGuard;
 use crate::engine::{
     AppendError, AppendOutcome, EngineError, PartitionOffsets, ReadOutcome, now_ms,
 };
@@ -270,8 +271,12 @@ fn start_interval_flush(context: &ShardContext, slot: &Rc<PartitionSlot>) {
             if slot.generation.get() != generation || slot.deleted.get() {
                 return;
             }
-            if let Err(error) = sync_dirty(&task_context, &slot).await {
-                tracing::error!(partition = %slot.name, %error, "interval flush failed");
+            match PanicGuard::new(sync_dirty(&task_context, &slot)).await {
+                Ok(Ok(())) => {}
+                Ok(Err(error)) => {
+                    tracing::error!(partition = %slot.name, %error, "interval flush failed");
+                }
+                Err(message) => task_context.record_panic(&message),
             }
         }
     });

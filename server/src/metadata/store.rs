@@ -9,10 +9,12 @@
 //! This module does not talk to the engine: reconciling partitions with the engine's logs is
 //! the broker's job ([`crate::broker`]).
 
+use std::cell::RefCell;
 use std::collections::{BTreeMap, HashMap};
 use std::fs;
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError, RwLock};
 
 use serde::{Deserialize, Serialize};
@@ -93,6 +95,22 @@ impl MetadataImage {
     }
 }
 
+static NEXT_STORE_ID: AtomicU64 = AtomicU64::new(0);
+
+/// Stores one thread remembers snapshots of; one broker per process needs one slot, tests a
+/// few. Bounded so a long test run cannot grow it.
+const IMAGE_CACHE_STORES_MAX: usize = 8;
+
+struct CachedImage {
+    store_id: u64,
+    version: u64,
+    image: Arc<MetadataImage>,
+}
+
+thread_local! {
+    static IMAGE_CACHE: RefCell<Vec<CachedImage>> = const { RefCell::new(Vec::new()) };
+}
+
 #[derive(Serialize, Deserialize)]
 struct MetadataFile {
     format_version: u32,
@@ -121,6 +139,11 @@ pub struct MetadataStore {
     path: PathBuf,
     defaults: LogConfig,
     image: RwLock<Arc<MetadataImage>>,
+    /// Bumped after every change of `image`. Readers on the data path compare it with their
+    /// shard-local copy and take the lock only when it moved (after an admin change).
+    image_version: AtomicU64,
+    /// Tells stores apart in the shard-local cache (tests run several brokers per process).
+    store_id: u64,
     /// Serializes writers and holds the producer-id counter; never held across an await.
     writer: Mutex<ProducerIds>,
 }
@@ -142,6 +165,8 @@ impl MetadataStore {
             path,
             defaults,
             image: RwLock::new(Arc::new(image)),
+            image_version: AtomicU64::new(0),
+            store_id: NEXT_STORE_ID.fetch_add(1, Ordering::Relaxed),
             writer: Mutex::new(ProducerIds {
                 next: reserved_until,
                 reserved_until,
@@ -150,11 +175,37 @@ impl MetadataStore {
     }
 
     /// The current snapshot.
+    ///
+    /// Called on every Produce and Fetch, so it avoids the lock: each thread keeps the last
+    /// snapshot it saw with its version, and only an admin change (a new version) sends it
+    /// to the lock. A version read before the snapshot can only be older than the snapshot,
+    /// so the worst case is one extra refresh, never a stale image.
     pub fn image(&self) -> Arc<MetadataImage> {
-        self.image
-            .read()
-            .unwrap_or_else(PoisonError::into_inner)
-            .clone()
+        let version = self.image_version.load(Ordering::Acquire);
+        IMAGE_CACHE.with(|cache| {
+            let mut cache = cache.borrow_mut();
+            let cached = cache
+                .iter()
+                .find(|e| e.store_id == self.store_id && e.version == version);
+            if let Some(entry) = cached {
+                return entry.image.clone();
+            }
+            let image = self
+                .image
+                .read()
+                .unwrap_or_else(PoisonError::into_inner)
+                .clone();
+            cache.retain(|e| e.store_id != self.store_id);
+            if cache.len() >= IMAGE_CACHE_STORES_MAX {
+                cache.remove(0);
+            }
+            cache.push(CachedImage {
+                store_id: self.store_id,
+                version,
+                image: image.clone(),
+            });
+            image
+        })
     }
 
     /// The broker-wide topic defaults.
@@ -230,6 +281,7 @@ impl MetadataStore {
     fn commit(&self, next: MetadataImage, reserved_until: i64) -> Result<(), MetadataError> {
         self.persist(&next, reserved_until)?;
         *self.image.write().unwrap_or_else(PoisonError::into_inner) = Arc::new(next);
+        self.image_version.fetch_add(1, Ordering::AcqRel);
         Ok(())
     }
 
@@ -375,6 +427,31 @@ mod tests {
         drop(s);
         let third = store(dir.path()).allocate_producer_id().unwrap();
         assert!(third > second);
+    }
+
+    #[test]
+    fn a_thread_with_a_cached_snapshot_sees_later_changes() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = std::sync::Arc::new(store(dir.path()));
+        let (go_tx, go_rx) = std::sync::mpsc::channel::<()>();
+        let (cached_tx, cached_rx) = std::sync::mpsc::channel::<bool>();
+        let reader = {
+            let s = s.clone();
+            std::thread::spawn(move || {
+                cached_tx.send(s.image().topic("late").is_none()).unwrap();
+                go_rx.recv().unwrap();
+                s.image().topic("late").is_some()
+            })
+        };
+        assert!(
+            cached_rx.recv().unwrap(),
+            "the reader cached the empty image"
+        );
+        s.insert_topic(s.new_topic("late", 1, BTreeMap::new()).unwrap())
+            .unwrap();
+        go_tx.send(()).unwrap();
+        assert!(reader.join().unwrap());
+        assert!(s.image().topic("late").is_some());
     }
 
     #[test]
