@@ -83,6 +83,7 @@ pub fn run_until(
     engine_config.shard_count = config.cores;
     engine_config.pin_threads = config.pin_threads;
     engine_config.default_log_config = config.log_defaults.clone();
+    engine_config.retention_check_interval_ms = config.log_retention_check_interval_ms;
     let engine = Engine::start(engine_config)?;
     let metadata = MetadataStore::open(&config.data_dir, config.log_defaults.clone())?;
     let runtime = tokio::runtime::Builder::new_current_thread()

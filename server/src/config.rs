@@ -67,6 +67,9 @@ pub struct ServerConfig {
     pub auto_create_topics: bool,
     /// Broker-wide topic defaults (`log.retention.ms`, `flush`, …).
     pub log_defaults: LogConfig,
+    /// `log.retention.check.interval.ms`: how often each shard deletes segments that
+    /// `retention.ms` / `retention.bytes` no longer keep.
+    pub log_retention_check_interval_ms: u64,
 }
 
 impl Default for ServerConfig {
@@ -85,6 +88,8 @@ impl Default for ServerConfig {
             num_partitions: 1,
             auto_create_topics: true,
             log_defaults: LogConfig::default(),
+            log_retention_check_interval_ms:
+                spate_engine::engine::RETENTION_CHECK_INTERVAL_MS_DEFAULT,
         }
     }
 }
@@ -130,6 +135,8 @@ struct ConfigFile {
     #[serde(rename = "log.index.interval.bytes")]
     log_index_interval_bytes: Option<i64>,
     flush: Option<String>,
+    #[serde(rename = "log.retention.check.interval.ms")]
+    log_retention_check_interval_ms: Option<u64>,
 }
 
 impl ServerConfig {
@@ -174,6 +181,10 @@ impl ServerConfig {
         );
         set(&mut self.num_partitions, file.num_partitions);
         set(&mut self.auto_create_topics, file.auto_create_topics_enable);
+        set(
+            &mut self.log_retention_check_interval_ms,
+            file.log_retention_check_interval_ms,
+        );
         let topic_keys = [
             ("retention.ms", file.log_retention_ms.map(|v| v.to_string())),
             (
@@ -213,6 +224,9 @@ impl ServerConfig {
         }
         if self.in_flight_requests_per_connection_max == 0 {
             return bad("max.in.flight.requests.per.connection must be at least 1");
+        }
+        if self.log_retention_check_interval_ms == 0 {
+            return bad("log.retention.check.interval.ms must be at least 1");
         }
         if self.connections_max == 0 {
             return bad("max.connections must be at least 1");

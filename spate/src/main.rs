@@ -62,6 +62,10 @@ struct ServeArgs {
     /// Serve fetches by copying instead of sendfile (for comparison; TLS later).
     #[arg(long, env = "SPATE_FETCH_COPY")]
     fetch_copy: bool,
+    /// How often retention (retention.ms / retention.bytes) runs, in ms (Kafka's
+    /// log.retention.check.interval.ms; default 300000).
+    #[arg(long, env = "SPATE_LOG_RETENTION_CHECK_INTERVAL_MS")]
+    log_retention_check_interval_ms: Option<u64>,
 }
 
 fn main() -> ExitCode {
@@ -124,6 +128,9 @@ fn server_config(args: ServeArgs) -> Result<ServerConfig, String> {
     }
     if args.fetch_copy {
         config.fetch_copy = true;
+    }
+    if let Some(interval_ms) = args.log_retention_check_interval_ms {
+        config.log_retention_check_interval_ms = interval_ms;
     }
     config.validate().map_err(|e| e.to_string())?;
     Ok(config)

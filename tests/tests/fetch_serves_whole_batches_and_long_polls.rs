@@ -17,9 +17,6 @@ use spate_tests::kafka_requests::{metadata_v4, produce_v7};
 use spate_tests::record_batch::{TestRecord, encode_batch};
 use spate_tests::wire::{KafkaConnection, error_code};
 
-/// Kafka's OFFSET_OUT_OF_RANGE.
-const OFFSET_OUT_OF_RANGE: i16 = 1;
-
 const TOPIC: &str = "fetched";
 
 fn connect(broker: &Broker) -> KafkaConnection {
@@ -148,7 +145,7 @@ fn fetch_offset_inside_a_batch_returns_the_whole_batch_and_the_watermarks() {
     assert_eq!(at_end.error_code, error_code::NONE);
     assert!(at_end.batches.is_empty());
     let past_end = fetch_v5(&mut connection, &params(11, 100, 1024 * 1024)).unwrap();
-    assert_eq!(past_end.error_code, OFFSET_OUT_OF_RANGE);
+    assert_eq!(past_end.error_code, error_code::OFFSET_OUT_OF_RANGE);
 }
 
 #[test]
