@@ -424,6 +424,22 @@ impl Engine {
         .await?
     }
 
+    /// Kafka's DeleteRecords: records below `offset` stop being readable and the segments
+    /// wholly below it are deleted. `offset` may not pass the high watermark. Returns the new
+    /// log start offset. (The group coordinator uses it to drop what a snapshot superseded.)
+    pub async fn delete_records_before(
+        &self,
+        tp: &TopicPartition,
+        offset: i64,
+    ) -> Result<i64, EngineError> {
+        let name = tp.clone();
+        self.on_owner(tp, move |context| {
+            let result = partition_table::delete_records_before(&context, &name, offset);
+            Box::pin(async move { result })
+        })
+        .await?
+    }
+
     /// `records` holds one or more RecordBatch v2 batches exactly as the producer sent them.
     /// Resolves when they are durable per the partition's flush policy. A uniquely owned
     /// buffer is rewritten in place; a slice of a shared frame is copied once.

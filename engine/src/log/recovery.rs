@@ -122,7 +122,12 @@ impl PartitionLog {
         for segment in &mut log.segments {
             let path = segment.file.index_path();
             if !segment.index_files_match().map_err(io_error(&path))? {
-                tracing::info!(partition = %name, file = %path.display(), "rebuilding index files");
+                // An empty segment (a partition just created) has no index files yet: normal.
+                if segment.cursor.size_bytes == 0 {
+                    tracing::debug!(partition = %name, file = %path.display(), "writing index files of an empty segment");
+                } else {
+                    tracing::info!(partition = %name, file = %path.display(), "rebuilding index files");
+                }
                 segment.write_indexes().map_err(io_error(&path))?;
             } else {
                 segment.indexes_dirty = false;

@@ -152,6 +152,17 @@ pub(crate) fn set_config(
     Ok(())
 }
 
+/// Moves the log start offset up to `offset` and deletes the segments wholly below it.
+pub(crate) fn delete_records_before(
+    context: &ShardContext,
+    tp: &TopicPartition,
+    offset: i64,
+) -> Result<i64, EngineError> {
+    let slot = slot_of(context, tp)?;
+    let start = slot.log.borrow_mut().delete_records_before(offset)?;
+    Ok(start)
+}
+
 /// Stages `records` and waits for the group commit to make them durable per the policy.
 pub(crate) async fn append(
     context: &ShardContext,
