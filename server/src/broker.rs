@@ -44,6 +44,8 @@ pub struct Broker {
     /// Stable for the life of the data dir (derived from its first topic id) — see
     /// [`cluster_id`].
     pub cluster_id: String,
+    /// Where each consumer group's coordinator lives.
+    pub groups: crate::groups::GroupRouter,
     connection_count: AtomicUsize,
     shutdown: watch::Receiver<bool>,
 }
@@ -101,6 +103,7 @@ async fn serve(
     on_ready: impl FnOnce(SocketAddr, SocketAddr),
 ) -> Result<(), ServerError> {
     reconcile(&engine, &metadata).await?;
+    let groups = crate::groups::start(&engine, &metadata, &config).await;
     let listeners = bind_reuseport(config.listen, engine.shard_count()).map_err(|source| {
         ServerError::Bind {
             addr: config.listen,
@@ -126,6 +129,7 @@ async fn serve(
         advertised: config.advertised_address(kafka_addr),
         cluster_id: cluster_id(&config.data_dir),
         node_id: 0,
+        groups,
         config,
         engine: engine.clone(),
         metadata,
@@ -257,7 +261,6 @@ async fn accept_connections(
             return;
         }
     };
-    let handler: Rc<dyn RequestHandler> = Rc::new(Dispatcher::new(broker.clone()));
     let mut shutdown = broker.shutdown_signal();
     loop {
         let accepted = tokio::select! {
@@ -280,7 +283,7 @@ async fn accept_connections(
             drop(stream);
             continue;
         }
-        let handler = handler.clone();
+        let handler: Rc<dyn RequestHandler> = Rc::new(Dispatcher::new(broker.clone(), Some(peer)));
         let settings = broker.connection_settings();
         let shutdown = broker.shutdown_signal();
         ctx.spawn(async move {

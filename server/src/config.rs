@@ -9,6 +9,7 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
+use spate_coordinator::CoordinatorConfig;
 use spate_engine::LogConfig;
 
 use crate::metadata::topic_config;
@@ -70,7 +71,15 @@ pub struct ServerConfig {
     /// `log.retention.check.interval.ms`: how often each shard deletes segments that
     /// `retention.ms` / `retention.bytes` no longer keep.
     pub log_retention_check_interval_ms: u64,
+    /// Consumer-group settings (`group.*`, `offsets.*`), as the coordinator takes them.
+    pub groups: CoordinatorConfig,
+    /// `offsets.topic.num.partitions`: partitions of `__consumer_offsets`, fixed when the
+    /// topic is first created (changing it later would move groups between partitions).
+    pub offsets_topic_partitions: i32,
 }
+
+/// Kafka's `offsets.topic.num.partitions` default.
+pub const OFFSETS_TOPIC_PARTITIONS_DEFAULT: i32 = 50;
 
 impl Default for ServerConfig {
     fn default() -> Self {
@@ -90,6 +99,8 @@ impl Default for ServerConfig {
             log_defaults: LogConfig::default(),
             log_retention_check_interval_ms:
                 spate_engine::engine::RETENTION_CHECK_INTERVAL_MS_DEFAULT,
+            groups: CoordinatorConfig::default(),
+            offsets_topic_partitions: OFFSETS_TOPIC_PARTITIONS_DEFAULT,
         }
     }
 }
@@ -137,6 +148,20 @@ struct ConfigFile {
     flush: Option<String>,
     #[serde(rename = "log.retention.check.interval.ms")]
     log_retention_check_interval_ms: Option<u64>,
+    #[serde(rename = "group.initial.rebalance.delay.ms")]
+    group_initial_rebalance_delay_ms: Option<i32>,
+    #[serde(rename = "group.min.session.timeout.ms")]
+    group_min_session_timeout_ms: Option<i32>,
+    #[serde(rename = "group.max.session.timeout.ms")]
+    group_max_session_timeout_ms: Option<i32>,
+    #[serde(rename = "group.max.size")]
+    group_max_size: Option<usize>,
+    #[serde(rename = "offsets.topic.num.partitions")]
+    offsets_topic_num_partitions: Option<i32>,
+    #[serde(rename = "offsets.retention.minutes")]
+    offsets_retention_minutes: Option<i64>,
+    #[serde(rename = "offset.metadata.max.bytes")]
+    offset_metadata_max_bytes: Option<usize>,
 }
 
 impl ServerConfig {
@@ -185,6 +210,31 @@ impl ServerConfig {
             &mut self.log_retention_check_interval_ms,
             file.log_retention_check_interval_ms,
         );
+        let groups = &mut self.groups;
+        set(
+            &mut groups.initial_rebalance_delay_ms,
+            file.group_initial_rebalance_delay_ms,
+        );
+        set(
+            &mut groups.min_session_timeout_ms,
+            file.group_min_session_timeout_ms,
+        );
+        set(
+            &mut groups.max_session_timeout_ms,
+            file.group_max_session_timeout_ms,
+        );
+        set(&mut groups.max_group_size, file.group_max_size);
+        set(
+            &mut groups.offset_metadata_max_bytes,
+            file.offset_metadata_max_bytes,
+        );
+        if let Some(minutes) = file.offsets_retention_minutes {
+            groups.offsets_retention_ms = minutes.saturating_mul(60_000);
+        }
+        set(
+            &mut self.offsets_topic_partitions,
+            file.offsets_topic_num_partitions,
+        );
         let topic_keys = [
             ("retention.ms", file.log_retention_ms.map(|v| v.to_string())),
             (
@@ -227,6 +277,26 @@ impl ServerConfig {
         }
         if self.log_retention_check_interval_ms == 0 {
             return bad("log.retention.check.interval.ms must be at least 1");
+        }
+        let groups = &self.groups;
+        if groups.min_session_timeout_ms < 1
+            || groups.min_session_timeout_ms > groups.max_session_timeout_ms
+        {
+            return bad(
+                "group.min.session.timeout.ms must be at least 1 and at most group.max.session.timeout.ms",
+            );
+        }
+        if groups.initial_rebalance_delay_ms < 0 {
+            return bad("group.initial.rebalance.delay.ms must not be negative");
+        }
+        if groups.max_group_size == 0 {
+            return bad("group.max.size must be at least 1");
+        }
+        if groups.offsets_retention_ms < 60_000 {
+            return bad("offsets.retention.minutes must be at least 1");
+        }
+        if !(1..=1000).contains(&self.offsets_topic_partitions) {
+            return bad("offsets.topic.num.partitions must be between 1 and 1000");
         }
         if self.connections_max == 0 {
             return bad("max.connections must be at least 1");
@@ -290,6 +360,30 @@ mod tests {
             config.request_size_bytes_max,
             REQUEST_SIZE_BYTES_MAX_DEFAULT
         );
+        assert_eq!(
+            format!("{:?}", config.groups),
+            format!("{:?}", defaults.groups)
+        );
+        assert_eq!(
+            config.offsets_topic_partitions,
+            OFFSETS_TOPIC_PARTITIONS_DEFAULT
+        );
+    }
+
+    #[test]
+    fn group_keys_are_read_and_checked() {
+        let mut config = ServerConfig::default();
+        config
+            .apply_toml(
+                "\"group.initial.rebalance.delay.ms\" = 0\n\"offsets.retention.minutes\" = 2\n\"offsets.topic.num.partitions\" = 3\n",
+            )
+            .unwrap();
+        assert_eq!(config.groups.initial_rebalance_delay_ms, 0);
+        assert_eq!(config.groups.offsets_retention_ms, 120_000);
+        assert_eq!(config.offsets_topic_partitions, 3);
+        assert!(config.validate().is_ok());
+        config.groups.min_session_timeout_ms = config.groups.max_session_timeout_ms + 1;
+        assert!(config.validate().is_err());
     }
 
     #[test]

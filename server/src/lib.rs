@@ -10,6 +10,7 @@ pub mod broker;
 pub mod config;
 pub mod connection;
 pub mod error;
+pub mod groups;
 pub mod handlers;
 pub mod metadata;
 pub mod net;

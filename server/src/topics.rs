@@ -40,6 +40,10 @@ pub enum TopicError {
     Metadata(MetadataError),
     #[error("storage engine: {0}")]
     Engine(String),
+    #[error(
+        "'{0}' is an internal topic (committed offsets live there); it cannot be deleted or repartitioned"
+    )]
+    Internal(String),
 }
 
 impl From<MetadataError> for TopicError {
@@ -56,7 +60,9 @@ impl From<MetadataError> for TopicError {
 impl TopicError {
     pub fn code(&self) -> i16 {
         match self {
-            TopicError::InvalidName(_) => error_code::INVALID_TOPIC_EXCEPTION,
+            TopicError::InvalidName(_) | TopicError::Internal(_) => {
+                error_code::INVALID_TOPIC_EXCEPTION
+            }
             TopicError::AlreadyExists(_) => error_code::TOPIC_ALREADY_EXISTS,
             TopicError::Unknown(_) => error_code::UNKNOWN_TOPIC_OR_PARTITION,
             TopicError::InvalidPartitions(_) => error_code::INVALID_PARTITIONS,
@@ -120,6 +126,7 @@ pub async fn add_partitions(
     partition_count: i32,
     validate_only: bool,
 ) -> Result<(), TopicError> {
+    refuse_internal(name)?;
     let _admin = broker.admin_lock.lock().await;
     let image = broker.metadata.image();
     let Some(current) = image.topic(name) else {
@@ -202,6 +209,7 @@ pub async fn update_topic_configs(
 
 /// Deletes a topic and its data.
 pub async fn delete_topic(broker: &Broker, name: &str) -> Result<Arc<Topic>, TopicError> {
+    refuse_internal(name)?;
     let _admin = broker.admin_lock.lock().await;
     let image = broker.metadata.image();
     let Some(topic) = image.topic(name).cloned() else {
@@ -248,6 +256,15 @@ async fn create_partitions_in_engine(
             .create_partition(tp, topic.log_config.clone())
             .await
             .map_err(|e| TopicError::Engine(e.to_string()))?;
+    }
+    Ok(())
+}
+
+/// Deleting or repartitioning `__consumer_offsets` would lose or strand every group's
+/// offsets (a group's partition is a hash of its id modulo the count).
+fn refuse_internal(name: &str) -> Result<(), TopicError> {
+    if name == crate::groups::OFFSETS_TOPIC {
+        return Err(TopicError::Internal(name.to_owned()));
     }
     Ok(())
 }

@@ -66,6 +66,26 @@ struct ServeArgs {
     /// log.retention.check.interval.ms; default 300000).
     #[arg(long, env = "SPATE_LOG_RETENTION_CHECK_INTERVAL_MS")]
     log_retention_check_interval_ms: Option<u64>,
+    /// How long the first rebalance of an empty group waits for more members, in ms
+    /// (group.initial.rebalance.delay.ms) [default: 3000].
+    #[arg(long, env = "SPATE_GROUP_INITIAL_REBALANCE_DELAY_MS")]
+    group_initial_rebalance_delay_ms: Option<i32>,
+    /// Smallest session.timeout.ms a consumer may ask for (group.min.session.timeout.ms)
+    /// [default: 6000].
+    #[arg(long, env = "SPATE_GROUP_MIN_SESSION_TIMEOUT_MS")]
+    group_min_session_timeout_ms: Option<i32>,
+    /// Largest session.timeout.ms a consumer may ask for (group.max.session.timeout.ms)
+    /// [default: 1800000].
+    #[arg(long, env = "SPATE_GROUP_MAX_SESSION_TIMEOUT_MS")]
+    group_max_session_timeout_ms: Option<i32>,
+    /// Partitions of __consumer_offsets, fixed at its creation
+    /// (offsets.topic.num.partitions) [default: 50].
+    #[arg(long, env = "SPATE_OFFSETS_TOPIC_NUM_PARTITIONS")]
+    offsets_topic_num_partitions: Option<i32>,
+    /// How long the offsets of an empty group are kept (offsets.retention.minutes)
+    /// [default: 10080, 7 days].
+    #[arg(long, env = "SPATE_OFFSETS_RETENTION_MINUTES")]
+    offsets_retention_minutes: Option<i64>,
 }
 
 fn main() -> ExitCode {
@@ -134,6 +154,21 @@ fn server_config(args: ServeArgs) -> Result<ServerConfig, String> {
     }
     if let Some(interval_ms) = args.log_retention_check_interval_ms {
         config.log_retention_check_interval_ms = interval_ms;
+    }
+    if let Some(v) = args.group_initial_rebalance_delay_ms {
+        config.groups.initial_rebalance_delay_ms = v;
+    }
+    if let Some(v) = args.group_min_session_timeout_ms {
+        config.groups.min_session_timeout_ms = v;
+    }
+    if let Some(v) = args.group_max_session_timeout_ms {
+        config.groups.max_session_timeout_ms = v;
+    }
+    if let Some(v) = args.offsets_topic_num_partitions {
+        config.offsets_topic_partitions = v;
+    }
+    if let Some(minutes) = args.offsets_retention_minutes {
+        config.groups.offsets_retention_ms = minutes.saturating_mul(60_000);
     }
     config.validate().map_err(|e| e.to_string())?;
     Ok(config)

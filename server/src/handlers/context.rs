@@ -15,6 +15,8 @@ pub struct RequestContext {
     pub version: i16,
     pub correlation_id: i32,
     pub client_id: Option<String>,
+    /// The client's address, `/ip` as Kafka reports it in group descriptions.
+    pub client_host: std::rc::Rc<str>,
 }
 
 impl RequestContext {

@@ -13,22 +13,35 @@ pub mod api_versions;
 pub mod context;
 pub mod create_partitions;
 pub mod create_topics;
+pub mod delete_groups;
 pub mod delete_topics;
 pub mod describe_cluster;
 pub mod describe_configs;
+pub mod describe_groups;
 pub mod error_code;
 pub mod fetch;
 mod fetch_encode;
+pub mod find_coordinator;
+pub mod heartbeat;
 pub mod incremental_alter_configs;
 pub mod init_producer_id;
+pub mod join_group;
+pub mod leave_group;
+pub mod list_groups;
 pub mod list_offsets;
 pub mod metadata;
+pub mod offset_commit;
+pub mod offset_delete;
+pub mod offset_fetch;
 pub mod produce;
-mod produce_errors;
+pub(crate) mod produce_errors;
+pub mod sync_group;
 
 use std::future::Future;
+use std::net::SocketAddr;
 use std::ops::RangeInclusive;
 use std::pin::Pin;
+use std::rc::Rc;
 use std::sync::Arc;
 
 use bytes::Bytes;
@@ -47,6 +60,15 @@ pub const SUPPORTED_APIS: &[(ApiKey, RangeInclusive<i16>)] = &[
     (ApiKey::Fetch, fetch::VERSIONS),
     (ApiKey::ListOffsets, list_offsets::VERSIONS),
     (ApiKey::Metadata, metadata::VERSIONS),
+    (ApiKey::OffsetCommit, offset_commit::VERSIONS),
+    (ApiKey::OffsetFetch, offset_fetch::VERSIONS),
+    (ApiKey::FindCoordinator, find_coordinator::VERSIONS),
+    (ApiKey::JoinGroup, join_group::VERSIONS),
+    (ApiKey::Heartbeat, heartbeat::VERSIONS),
+    (ApiKey::LeaveGroup, leave_group::VERSIONS),
+    (ApiKey::SyncGroup, sync_group::VERSIONS),
+    (ApiKey::DescribeGroups, describe_groups::VERSIONS),
+    (ApiKey::ListGroups, list_groups::VERSIONS),
     (ApiKey::ApiVersions, api_versions::VERSIONS),
     (ApiKey::CreateTopics, create_topics::VERSIONS),
     (ApiKey::DeleteTopics, delete_topics::VERSIONS),
@@ -54,10 +76,12 @@ pub const SUPPORTED_APIS: &[(ApiKey, RangeInclusive<i16>)] = &[
     (ApiKey::DescribeConfigs, describe_configs::VERSIONS),
     (ApiKey::AlterConfigs, alter_configs::VERSIONS),
     (ApiKey::CreatePartitions, create_partitions::VERSIONS),
+    (ApiKey::DeleteGroups, delete_groups::VERSIONS),
     (
         ApiKey::IncrementalAlterConfigs,
         incremental_alter_configs::VERSIONS,
     ),
+    (ApiKey::OffsetDelete, offset_delete::VERSIONS),
     (ApiKey::DescribeCluster, describe_cluster::VERSIONS),
 ];
 
@@ -69,25 +93,32 @@ pub fn supported_versions(api: ApiKey) -> Option<RangeInclusive<i16>> {
         .map(|(_, versions)| versions.clone())
 }
 
-/// Routes request frames to handlers. One per shard, shared by that shard's connections.
+/// Routes one connection's request frames to handlers.
 pub struct Dispatcher {
     broker: Arc<Broker>,
+    /// The client's address as Kafka prints it (`/127.0.0.1`), for group member listings.
+    client_host: Rc<str>,
 }
 
 impl Dispatcher {
-    pub fn new(broker: Arc<Broker>) -> Self {
-        Self { broker }
+    pub fn new(broker: Arc<Broker>, peer: Option<SocketAddr>) -> Self {
+        let client_host = peer.map(|p| format!("/{}", p.ip())).unwrap_or_default();
+        Self {
+            broker,
+            client_host: client_host.into(),
+        }
     }
 }
 
 impl RequestHandler for Dispatcher {
     fn handle(&self, frame: Bytes) -> Pin<Box<dyn Future<Output = Outcome>>> {
         let broker = self.broker.clone();
-        Box::pin(async move { dispatch(&broker, frame).await })
+        let client_host = self.client_host.clone();
+        Box::pin(async move { dispatch(&broker, client_host, frame).await })
     }
 }
 
-async fn dispatch(broker: &Broker, mut frame: Bytes) -> Outcome {
+async fn dispatch(broker: &Broker, client_host: Rc<str>, mut frame: Bytes) -> Outcome {
     let peeked = match peek_request_header(&frame) {
         Ok(peeked) => peeked,
         Err(e) => return Outcome::Close(format!("unreadable request header: {e}")),
@@ -126,6 +157,7 @@ async fn dispatch(broker: &Broker, mut frame: Bytes) -> Outcome {
         version: header.request_api_version,
         correlation_id: header.correlation_id,
         client_id: header.client_id,
+        client_host,
     };
     let body = frame;
     match api {
@@ -144,6 +176,17 @@ async fn dispatch(broker: &Broker, mut frame: Bytes) -> Outcome {
             incremental_alter_configs::handle(broker, &ctx, body).await
         }
         ApiKey::DescribeCluster => describe_cluster::handle(broker, &ctx, body).await,
+        ApiKey::OffsetCommit => offset_commit::handle(broker, &ctx, body).await,
+        ApiKey::OffsetFetch => offset_fetch::handle(broker, &ctx, body).await,
+        ApiKey::FindCoordinator => find_coordinator::handle(broker, &ctx, body).await,
+        ApiKey::JoinGroup => join_group::handle(broker, &ctx, body).await,
+        ApiKey::Heartbeat => heartbeat::handle(broker, &ctx, body).await,
+        ApiKey::LeaveGroup => leave_group::handle(broker, &ctx, body).await,
+        ApiKey::SyncGroup => sync_group::handle(broker, &ctx, body).await,
+        ApiKey::DescribeGroups => describe_groups::handle(broker, &ctx, body).await,
+        ApiKey::ListGroups => list_groups::handle(broker, &ctx, body).await,
+        ApiKey::DeleteGroups => delete_groups::handle(broker, &ctx, body).await,
+        ApiKey::OffsetDelete => offset_delete::handle(broker, &ctx, body).await,
         _ => Outcome::Close(format!("{} has no handler", api.name())),
     }
 }

@@ -139,6 +139,14 @@ fn check_partition(
     if let Err(e) = validate_topic_name(topic_name) {
         return Some((error_code::INVALID_TOPIC_EXCEPTION, e.to_string()));
     }
+    if topic_name == crate::groups::OFFSETS_TOPIC {
+        return Some((
+            error_code::INVALID_TOPIC_EXCEPTION,
+            format!(
+                "{topic_name} is internal: only the group coordinator writes to it; commit offsets with OffsetCommit"
+            ),
+        ));
+    }
     if !topic.is_some_and(|t| (0..t.partition_count).contains(&partition)) {
         return Some((
             error_code::UNKNOWN_TOPIC_OR_PARTITION,
