@@ -15,6 +15,7 @@ pub mod broker;
 pub mod clients;
 pub mod error;
 pub mod fetch_request;
+pub mod group_requests;
 pub mod kafka_requests;
 pub mod process_run;
 pub mod record_batch;

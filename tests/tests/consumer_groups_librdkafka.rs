@@ -1,0 +1,783 @@
+//! Consumer groups as librdkafka (through the `rdkafka` crate) runs them against Spate's group
+//! coordinator: a cooperative-sticky rebalance revokes only the partitions that change owner and
+//! a clean leave hands them back at once; the eager `range` and `roundrobin` assignors split a
+//! topic between two members; and a consumer that only `assign()`s never creates its group.
+//! Group state is cross-checked with hand-encoded ListGroups, DescribeGroups and OffsetFetch,
+//! so a client quirk cannot hide a broker bug.
+
+#![allow(
+    clippy::unwrap_used,
+    reason = "test code: helpers outside #[test] fns fail the test by panicking, as the tests do"
+)]
+
+use std::collections::BTreeSet;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread::{self, JoinHandle};
+use std::time::{Duration, Instant};
+
+use rdkafka::config::ClientConfig;
+use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext, Rebalance, RebalanceProtocol};
+use rdkafka::message::Message;
+use rdkafka::producer::{BaseProducer, BaseRecord, DeliveryResult, Producer, ProducerContext};
+use rdkafka::{ClientContext, Offset, TopicPartitionList};
+use spate_tests::kafka_requests::create_topic_v4;
+use spate_tests::wire::{Decoder, Encoder, KafkaConnection, error_code};
+use spate_tests::{Broker, BrokerOptions};
+
+/// Long enough that a member which did not leave cleanly is still "alive" when the test checks
+/// how fast its partitions came back, yet inside the broker's default 6 s..30 min window.
+const SESSION_TIMEOUT_MS: u64 = 20_000;
+
+/// Frequent heartbeats, so members learn of a rebalance within half a second.
+const HEARTBEAT_INTERVAL_MS: u64 = 500;
+
+/// A bound on any one "wait until the group settles" step on a loaded 2-core machine.
+const SETTLE_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// How much broker log a failure message carries.
+const LOG_TAIL_BYTES: usize = 6_000;
+
+/// Kafka's code for DescribeGroups of a group the coordinator does not know (newer brokers).
+const GROUP_ID_NOT_FOUND: i16 = 69;
+
+const API_OFFSET_FETCH: i16 = 9;
+const API_DESCRIBE_GROUPS: i16 = 15;
+const API_LIST_GROUPS: i16 = 16;
+
+fn start_broker() -> Broker {
+    Broker::start_with(BrokerOptions {
+        extra_args: vec!["--group-initial-rebalance-delay-ms".into(), "0".into()],
+        ..BrokerOptions::default()
+    })
+    .unwrap()
+}
+
+fn create_topic(broker: &Broker, topic: &str, partition_count: i32) {
+    let mut connection = KafkaConnection::connect(broker.kafka_addr()).unwrap();
+    let code = create_topic_v4(&mut connection, topic, partition_count, &[]).unwrap();
+    assert_eq!(code, error_code::NONE, "CreateTopics {topic}");
+}
+
+fn all_partitions(count: i32) -> BTreeSet<i32> {
+    (0..count).collect()
+}
+
+fn partitions_of(list: &TopicPartitionList) -> BTreeSet<i32> {
+    list.elements().iter().map(|e| e.partition()).collect()
+}
+
+/// Polls `condition` every 50 ms until it holds; on timeout fails with `describe()` and the
+/// broker's log, so a hung rebalance explains itself.
+fn wait_until(
+    broker: &Broker,
+    what: &str,
+    timeout: Duration,
+    mut condition: impl FnMut() -> bool,
+    describe: impl Fn() -> String,
+) {
+    let deadline = Instant::now() + timeout;
+    while !condition() {
+        assert!(
+            Instant::now() < deadline,
+            "timed out after {timeout:?} waiting for {what}\n{}\n--- broker log ---\n{}",
+            describe(),
+            broker.log_tail(LOG_TAIL_BYTES)
+        );
+        thread::sleep(Duration::from_millis(50));
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Members: each consumer runs on its own thread and records what librdkafka tells it.
+// ---------------------------------------------------------------------------------------------
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Change {
+    Assign,
+    Revoke,
+    Error(String),
+}
+
+/// One rebalance callback as the member saw it.
+#[derive(Debug, Clone)]
+struct RebalanceEvent {
+    at: Instant,
+    change: Change,
+    partitions: BTreeSet<i32>,
+    assignment_before: BTreeSet<i32>,
+    assignment_after: BTreeSet<i32>,
+    cooperative: bool,
+}
+
+#[derive(Default)]
+struct MemberLog {
+    events: Mutex<Vec<RebalanceEvent>>,
+    before: Mutex<BTreeSet<i32>>,
+    /// (partition, offset) of every record received, in order of arrival.
+    consumed: Mutex<Vec<(i32, i64, Instant)>>,
+    poll_errors: Mutex<Vec<String>>,
+}
+
+/// The custom context: snapshots the assignment around every rebalance callback.
+struct Recorder {
+    log: Arc<MemberLog>,
+}
+
+impl ClientContext for Recorder {}
+
+impl ConsumerContext for Recorder {
+    fn pre_rebalance(&self, consumer: &BaseConsumer<Self>, _rebalance: &Rebalance<'_>) {
+        let before = consumer
+            .assignment()
+            .map(|l| partitions_of(&l))
+            .unwrap_or_default();
+        *self.log.before.lock().unwrap() = before;
+    }
+
+    fn post_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+        let (change, partitions) = match rebalance {
+            Rebalance::Assign(list) => (Change::Assign, partitions_of(list)),
+            Rebalance::Revoke(list) => (Change::Revoke, partitions_of(list)),
+            Rebalance::Error(error) => (Change::Error(error.to_string()), BTreeSet::new()),
+        };
+        let event = RebalanceEvent {
+            at: Instant::now(),
+            change,
+            partitions,
+            assignment_before: self.log.before.lock().unwrap().clone(),
+            assignment_after: consumer
+                .assignment()
+                .map(|l| partitions_of(&l))
+                .unwrap_or_default(),
+            cooperative: matches!(
+                consumer.rebalance_protocol(),
+                RebalanceProtocol::Cooperative
+            ),
+        };
+        self.log.events.lock().unwrap().push(event);
+    }
+}
+
+fn member_config(bootstrap: &str, group: &str, client_id: &str, strategy: &str) -> ClientConfig {
+    let mut config = ClientConfig::new();
+    config
+        .set("bootstrap.servers", bootstrap)
+        .set("group.id", group)
+        .set("client.id", client_id)
+        .set("partition.assignment.strategy", strategy)
+        .set("session.timeout.ms", SESSION_TIMEOUT_MS.to_string())
+        .set("heartbeat.interval.ms", HEARTBEAT_INTERVAL_MS.to_string())
+        .set("auto.offset.reset", "earliest")
+        .set("enable.auto.commit", "true")
+        .set("auto.commit.interval.ms", "200")
+        .set("fetch.wait.max.ms", "100");
+    config
+}
+
+impl MemberLog {
+    fn assignment(&self) -> BTreeSet<i32> {
+        self.events
+            .lock()
+            .unwrap()
+            .last()
+            .map(|e| e.assignment_after.clone())
+            .unwrap_or_default()
+    }
+
+    fn events(&self) -> Vec<RebalanceEvent> {
+        self.events.lock().unwrap().clone()
+    }
+
+    fn consumed(&self) -> Vec<(i32, i64, Instant)> {
+        self.consumed.lock().unwrap().clone()
+    }
+
+    fn summary(&self) -> String {
+        let consumed = self.consumed.lock().unwrap();
+        format!(
+            "events {:#?}\nconsumed {} records\npoll errors {:?}",
+            self.events.lock().unwrap(),
+            consumed.len(),
+            self.poll_errors.lock().unwrap()
+        )
+    }
+}
+
+/// A subscribed consumer polling on its own thread until told to stop; it then closes cleanly
+/// (dropping a `BaseConsumer` with a group commits, revokes and sends LeaveGroup).
+struct Member {
+    log: Arc<MemberLog>,
+    stop: Arc<AtomicBool>,
+    thread: JoinHandle<()>,
+}
+
+impl Member {
+    fn spawn(config: ClientConfig, topic: &str) -> Member {
+        let log = Arc::new(MemberLog::default());
+        let stop = Arc::new(AtomicBool::new(false));
+        let (thread_log, thread_stop, topic) = (log.clone(), stop.clone(), topic.to_string());
+        let thread = thread::spawn(move || {
+            let context = Recorder {
+                log: thread_log.clone(),
+            };
+            let consumer: BaseConsumer<Recorder> = config.create_with_context(context).unwrap();
+            consumer.subscribe(&[&topic]).unwrap();
+            while !thread_stop.load(Ordering::Relaxed) {
+                match consumer.poll(Duration::from_millis(100)) {
+                    Some(Ok(message)) => thread_log.consumed.lock().unwrap().push((
+                        message.partition(),
+                        message.offset(),
+                        Instant::now(),
+                    )),
+                    Some(Err(error)) => thread_log
+                        .poll_errors
+                        .lock()
+                        .unwrap()
+                        .push(error.to_string()),
+                    None => {}
+                }
+            }
+            drop(consumer);
+        });
+        Member { log, stop, thread }
+    }
+
+    /// Closes the consumer and waits for the close (LeaveGroup) to finish.
+    fn close(self) {
+        self.stop.store(true, Ordering::Relaxed);
+        self.thread.join().unwrap();
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// A producer that keeps writing during the rebalances, so the test can prove nothing is skipped.
+// ---------------------------------------------------------------------------------------------
+
+#[derive(Default)]
+struct AckLog {
+    acked: Mutex<BTreeSet<(i32, i64)>>,
+    failures: Mutex<Vec<String>>,
+}
+
+impl ClientContext for AckLog {}
+
+impl ProducerContext for AckLog {
+    type DeliveryOpaque = ();
+
+    fn delivery(&self, result: &DeliveryResult<'_>, _opaque: ()) {
+        match result {
+            Ok(message) => {
+                let key = (message.partition(), message.offset());
+                self.acked.lock().unwrap().insert(key);
+            }
+            Err((error, _)) => self.failures.lock().unwrap().push(error.to_string()),
+        }
+    }
+}
+
+/// Produces one record every 5 ms, round-robin over the partitions, until `stop`; returns
+/// the (partition, offset) of every acknowledged record.
+fn spawn_producer(
+    bootstrap: &str,
+    topic: &str,
+    partition_count: i32,
+    stop: Arc<AtomicBool>,
+) -> JoinHandle<BTreeSet<(i32, i64)>> {
+    let producer: BaseProducer<AckLog> = ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .set("linger.ms", "0")
+        .create_with_context(AckLog::default())
+        .unwrap();
+    let topic = topic.to_string();
+    thread::spawn(move || {
+        let mut sequence = 0i32;
+        while !stop.load(Ordering::Relaxed) {
+            let value = format!("record-{sequence}");
+            let record: BaseRecord<'_, (), str> = BaseRecord::to(&topic)
+                .partition(sequence % partition_count)
+                .payload(&value);
+            producer.send(record).map_err(|(e, _)| e).unwrap();
+            sequence += 1;
+            producer.poll(Duration::from_millis(5));
+        }
+        producer.flush(Duration::from_secs(30)).unwrap();
+        let context = producer.context();
+        let failures = context.failures.lock().unwrap().clone();
+        assert!(failures.is_empty(), "produce failures: {failures:?}");
+        let acked = context.acked.lock().unwrap().clone();
+        assert_eq!(acked.len(), sequence as usize, "every send acknowledged");
+        acked
+    })
+}
+
+// ---------------------------------------------------------------------------------------------
+// Hand-encoded group requests (non-flexible versions), independent of any client library.
+// ---------------------------------------------------------------------------------------------
+
+/// ListGroups v0: (group id, protocol type) of every group.
+fn list_groups(broker: &Broker) -> Vec<(String, String)> {
+    let mut connection = KafkaConnection::connect(broker.kafka_addr()).unwrap();
+    let body = connection.round_trip(API_LIST_GROUPS, 0, &[]).unwrap();
+    let mut decoder = Decoder::new(&body);
+    assert_eq!(decoder.i16().unwrap(), error_code::NONE, "ListGroups error");
+    let count = decoder.array_len(4).unwrap();
+    (0..count)
+        .map(|_| (decoder.string().unwrap(), decoder.string().unwrap()))
+        .collect()
+}
+
+#[derive(Debug)]
+struct DescribedGroup {
+    error_code: i16,
+    state: String,
+    protocol_type: String,
+    protocol: String,
+    /// (client id, partitions of the test topic in its assignment).
+    members: Vec<(String, BTreeSet<i32>)>,
+}
+
+/// DescribeGroups v0 of one group; member assignments decoded as ConsumerProtocolAssignment.
+fn describe_group(broker: &Broker, group: &str) -> DescribedGroup {
+    let mut connection = KafkaConnection::connect(broker.kafka_addr()).unwrap();
+    let mut request = Encoder::default();
+    request.array_len(1).string(group);
+    let body = connection
+        .round_trip(API_DESCRIBE_GROUPS, 0, &request.bytes)
+        .unwrap();
+    let mut decoder = Decoder::new(&body);
+    assert_eq!(decoder.array_len(12).unwrap(), 1, "one group described");
+    let error_code = decoder.i16().unwrap();
+    assert_eq!(decoder.string().unwrap(), group);
+    let state = decoder.string().unwrap();
+    let protocol_type = decoder.string().unwrap();
+    let protocol = decoder.string().unwrap();
+    let member_count = decoder.array_len(14).unwrap();
+    let mut members = Vec::with_capacity(member_count);
+    for _ in 0..member_count {
+        let _member_id = decoder.string().unwrap();
+        let client_id = decoder.string().unwrap();
+        let _client_host = decoder.string().unwrap();
+        let metadata_len = usize::try_from(decoder.i32().unwrap()).unwrap();
+        decoder.take(metadata_len).unwrap();
+        let assignment_len = usize::try_from(decoder.i32().unwrap()).unwrap();
+        let assignment = decoder.take(assignment_len).unwrap();
+        members.push((client_id, assigned_partitions(assignment)));
+    }
+    DescribedGroup {
+        error_code,
+        state,
+        protocol_type,
+        protocol,
+        members,
+    }
+}
+
+/// The partitions in a ConsumerProtocolAssignment (any version: the prefix is the same).
+fn assigned_partitions(bytes: &[u8]) -> BTreeSet<i32> {
+    let mut partitions = BTreeSet::new();
+    if bytes.is_empty() {
+        return partitions;
+    }
+    let mut decoder = Decoder::new(bytes);
+    let _version = decoder.i16().unwrap();
+    for _ in 0..decoder.array_len(6).unwrap() {
+        let _topic = decoder.string().unwrap();
+        for _ in 0..decoder.array_len(4).unwrap() {
+            partitions.insert(decoder.i32().unwrap());
+        }
+    }
+    partitions
+}
+
+/// OffsetFetch v3 (`topics = None` asks for every topic): top-level error and
+/// (topic, partition, offset, metadata, error) per partition.
+#[allow(
+    clippy::type_complexity,
+    reason = "a flat row is clearest for the assertions"
+)]
+fn offset_fetch(
+    broker: &Broker,
+    group: &str,
+    topics: Option<(&str, &[i32])>,
+) -> (i16, Vec<(String, i32, i64, Option<String>, i16)>) {
+    let mut connection = KafkaConnection::connect(broker.kafka_addr()).unwrap();
+    let mut request = Encoder::default();
+    request.string(group);
+    match topics {
+        None => {
+            request.i32(-1);
+        }
+        Some((topic, partitions)) => {
+            request
+                .array_len(1)
+                .string(topic)
+                .array_len(partitions.len());
+            for partition in partitions {
+                request.i32(*partition);
+            }
+        }
+    }
+    let body = connection
+        .round_trip(API_OFFSET_FETCH, 3, &request.bytes)
+        .unwrap();
+    let mut decoder = Decoder::new(&body);
+    let _throttle_time_ms = decoder.i32().unwrap();
+    let mut rows = Vec::new();
+    for _ in 0..decoder.array_len(6).unwrap() {
+        let topic = decoder.string().unwrap();
+        for _ in 0..decoder.array_len(16).unwrap() {
+            let partition = decoder.i32().unwrap();
+            let offset = decoder.i64().unwrap();
+            let metadata = decoder.nullable_string().unwrap();
+            let code = decoder.i16().unwrap();
+            rows.push((topic.clone(), partition, offset, metadata, code));
+        }
+    }
+    (decoder.i16().unwrap(), rows)
+}
+
+// ---------------------------------------------------------------------------------------------
+// Tests
+// ---------------------------------------------------------------------------------------------
+
+#[test]
+fn cooperative_sticky_rebalance_moves_only_the_partitions_that_change_owner() {
+    const TOPIC: &str = "coop";
+    const GROUP: &str = "coop-group";
+    let broker = start_broker();
+    let bootstrap = broker.bootstrap();
+    create_topic(&broker, TOPIC, 6);
+    let all = all_partitions(6);
+    let stop_producing = Arc::new(AtomicBool::new(false));
+    let producer = spawn_producer(&bootstrap, TOPIC, 6, stop_producing.clone());
+
+    let config = |id| member_config(&bootstrap, GROUP, id, "cooperative-sticky");
+    let a = Member::spawn(config("member-a"), TOPIC);
+    wait_until(
+        &broker,
+        "A alone to own and read all 6 partitions",
+        SETTLE_TIMEOUT,
+        || {
+            let read: BTreeSet<i32> = a.log.consumed().iter().map(|r| r.0).collect();
+            a.log.assignment() == all && read == all
+        },
+        || a.log.summary(),
+    );
+
+    let b_joined_at = Instant::now();
+    let b = Member::spawn(config("member-b"), TOPIC);
+    let describe = || format!("A: {}\nB: {}", a.log.summary(), b.log.summary());
+    wait_until(
+        &broker,
+        "A and B to split the partitions 3/3",
+        SETTLE_TIMEOUT,
+        || {
+            let (held_a, held_b) = (a.log.assignment(), b.log.assignment());
+            held_a.len() == 3 && held_b.len() == 3 && held_a.union(&held_b).count() == 6
+        },
+        describe,
+    );
+    let kept = a.log.assignment();
+    let moved = b.log.assignment();
+    assert!(kept.is_disjoint(&moved), "{}", describe());
+
+    let a_events: Vec<_> = a.log.events();
+    let (before_b, during_b): (Vec<_>, Vec<_>) = a_events.iter().partition(|e| e.at < b_joined_at);
+    assert_eq!(before_b.last().unwrap().assignment_after, all);
+    let mut revoked = BTreeSet::new();
+    for event in &during_b {
+        assert!(
+            event.cooperative,
+            "A's rebalance protocol is not COOPERATIVE: {event:?}"
+        );
+        assert!(!matches!(event.change, Change::Error(_)), "{event:?}");
+        assert!(
+            event.assignment_before.is_superset(&kept) && event.assignment_after.is_superset(&kept),
+            "A lost a partition it kept (an assignment gap): {event:?}"
+        );
+        if event.change == Change::Revoke {
+            assert!(
+                !event.partitions.is_empty() && event.partitions.len() < 6,
+                "A's revocation must be a strict subset of its 6 partitions: {event:?}"
+            );
+            revoked.extend(event.partitions.iter().copied());
+        }
+    }
+    assert_eq!(revoked, moved, "A revoked exactly the partitions B took");
+    for event in b.log.events() {
+        assert!(event.cooperative, "B's rebalance protocol: {event:?}");
+        assert_eq!(
+            event.change,
+            Change::Assign,
+            "B only gains partitions: {event:?}"
+        );
+    }
+    // A still reads its kept partitions after the rebalance, B reads the moved ones.
+    let settled_at = Instant::now();
+    wait_until(
+        &broker,
+        "fresh records on every partition after the split",
+        SETTLE_TIMEOUT,
+        || {
+            let fresh = |log: &MemberLog| -> BTreeSet<i32> {
+                let consumed = log.consumed();
+                consumed
+                    .iter()
+                    .filter(|r| r.2 > settled_at)
+                    .map(|r| r.0)
+                    .collect()
+            };
+            fresh(&a.log) == kept && fresh(&b.log) == moved
+        },
+        describe,
+    );
+
+    // B leaves cleanly: A must get B's partitions back by an incremental assign, long before a
+    // session timeout could have expired B.
+    let b_left_at = Instant::now();
+    let b_log = b.log.clone();
+    b.close();
+    wait_until(
+        &broker,
+        "A to get B's partitions back",
+        SETTLE_TIMEOUT,
+        || a.log.assignment() == all,
+        || format!("A: {}\nB: {}", a.log.summary(), b_log.summary()),
+    );
+    let after_leave: Vec<_> = a
+        .log
+        .events()
+        .into_iter()
+        .filter(|e| e.at > b_left_at)
+        .collect();
+    let regained = after_leave
+        .iter()
+        .find(|e| e.assignment_after == all)
+        .unwrap();
+    let handover = regained.at.duration_since(b_left_at);
+    eprintln!("B left; A owned all 6 partitions again after {handover:?}");
+    assert!(
+        handover < Duration::from_millis(SESSION_TIMEOUT_MS / 2),
+        "A waited {handover:?} for B's partitions: LeaveGroup did not trigger a rebalance"
+    );
+    let mut gained = BTreeSet::new();
+    for event in &after_leave {
+        assert!(event.cooperative, "{event:?}");
+        assert_eq!(
+            event.change,
+            Change::Assign,
+            "A gives nothing up when B leaves: {event:?}"
+        );
+        gained.extend(event.partitions.iter().copied());
+    }
+    assert_eq!(gained, moved, "A is assigned exactly B's partitions");
+
+    stop_producing.store(true, Ordering::Relaxed);
+    let acked = producer.join().unwrap();
+    wait_until(
+        &broker,
+        "every acknowledged record to be consumed by A or B",
+        SETTLE_TIMEOUT,
+        || {
+            let mut seen: BTreeSet<(i32, i64)> =
+                b_log.consumed().iter().map(|r| (r.0, r.1)).collect();
+            seen.extend(a.log.consumed().iter().map(|r| (r.0, r.1)));
+            acked.is_subset(&seen)
+        },
+        || format!("{} acked; A: {}", acked.len(), a.log.summary()),
+    );
+    eprintln!(
+        "{} records produced during the test, all consumed",
+        acked.len()
+    );
+    // A never lost a kept partition, so it read each one exactly once, in order, from offset 0:
+    // a revoke-and-reassign would have re-read from the last committed offset.
+    let a_consumed = a.log.consumed();
+    for partition in &kept {
+        let offsets: Vec<i64> = a_consumed
+            .iter()
+            .filter(|r| r.0 == *partition)
+            .map(|r| r.1)
+            .collect();
+        let expected: Vec<i64> = (0..offsets.len() as i64).collect();
+        assert_eq!(offsets, expected, "A's reads of kept partition {partition}");
+    }
+    a.close();
+}
+
+/// Two members with one eager assignor: both hold partitions, disjointly, covering the topic,
+/// split the way that assignor splits; DescribeGroups agrees member by member.
+fn eager_assignor_splits_the_topic(strategy: &str, expected_split: [[i32; 3]; 2]) {
+    let topic = format!("eager-{strategy}");
+    let group = format!("group-{strategy}");
+    let broker = start_broker();
+    let bootstrap = broker.bootstrap();
+    create_topic(&broker, &topic, 6);
+    let members = ["member-a", "member-b"].map(|id| {
+        let log = Arc::new(MemberLog::default());
+        let consumer: BaseConsumer<Recorder> = member_config(&bootstrap, &group, id, strategy)
+            .create_with_context(Recorder { log: log.clone() })
+            .unwrap();
+        consumer.subscribe(&[&topic]).unwrap();
+        (consumer, log)
+    });
+    let assignment = |index: usize| partitions_of(&members[index].0.assignment().unwrap());
+    let deadline = Instant::now() + SETTLE_TIMEOUT;
+    loop {
+        for (consumer, _) in &members {
+            let _ = consumer.poll(Duration::from_millis(50));
+        }
+        let (held_a, held_b) = (assignment(0), assignment(1));
+        let covered = held_a.is_disjoint(&held_b) && held_a.union(&held_b).count() == 6;
+        if !held_a.is_empty() && !held_b.is_empty() && covered {
+            let described = describe_group(&broker, &group);
+            if described.state == "Stable" && described.members.len() == 2 {
+                break;
+            }
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{strategy}: no disjoint cover; A {held_a:?} B {held_b:?}\nA: {}\nB: {}\n{}",
+            members[0].1.summary(),
+            members[1].1.summary(),
+            broker.log_tail(LOG_TAIL_BYTES)
+        );
+    }
+    for (consumer, log) in &members {
+        assert!(matches!(
+            consumer.rebalance_protocol(),
+            RebalanceProtocol::Eager
+        ));
+        assert!(log.events().iter().all(|e| !e.cooperative));
+    }
+    let split = BTreeSet::from([assignment(0), assignment(1)]);
+    let expected: BTreeSet<BTreeSet<i32>> = expected_split
+        .iter()
+        .map(|p| p.iter().copied().collect())
+        .collect();
+    assert_eq!(
+        split, expected,
+        "{strategy} splits 6 partitions between 2 members this way"
+    );
+
+    let described = describe_group(&broker, &group);
+    assert_eq!(described.error_code, error_code::NONE);
+    assert_eq!(described.protocol_type, "consumer");
+    assert_eq!(described.protocol, strategy, "the group's chosen assignor");
+    for (index, id) in ["member-a", "member-b"].iter().enumerate() {
+        let member = described.members.iter().find(|m| m.0 == *id);
+        assert_eq!(
+            member.map(|m| &m.1),
+            Some(&assignment(index)),
+            "DescribeGroups assignment of {id}: {described:?}"
+        );
+    }
+}
+
+#[test]
+fn range_assignor_gives_each_of_two_members_a_contiguous_half() {
+    eager_assignor_splits_the_topic("range", [[0, 1, 2], [3, 4, 5]]);
+}
+
+#[test]
+fn roundrobin_assignor_gives_two_members_alternate_partitions() {
+    eager_assignor_splits_the_topic("roundrobin", [[0, 2, 4], [1, 3, 5]]);
+}
+
+#[test]
+fn assign_without_subscribe_never_creates_the_group_or_commits() {
+    const TOPIC: &str = "assigned";
+    const GROUP: &str = "assign-only";
+    const CONTROL_GROUP: &str = "subscribed-control";
+    const RECORDS_PER_PARTITION: i64 = 10;
+    let broker = start_broker();
+    let bootstrap = broker.bootstrap();
+    create_topic(&broker, TOPIC, 2);
+    let producer: BaseProducer = ClientConfig::new()
+        .set("bootstrap.servers", &bootstrap)
+        .create()
+        .unwrap();
+    for sequence in 0..2 * RECORDS_PER_PARTITION {
+        let value = format!("v{sequence}");
+        let record: BaseRecord<'_, (), str> = BaseRecord::to(TOPIC)
+            .partition((sequence % 2) as i32)
+            .payload(&value);
+        producer.send(record).map_err(|(e, _)| e).unwrap();
+    }
+    producer.flush(Duration::from_secs(30)).unwrap();
+
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", &bootstrap)
+        .set("group.id", GROUP)
+        .set("enable.auto.commit", "false")
+        .create()
+        .unwrap();
+    let mut assignment = TopicPartitionList::new();
+    for partition in 0..2 {
+        assignment
+            .add_partition_offset(TOPIC, partition, Offset::Beginning)
+            .unwrap();
+    }
+    consumer.assign(&assignment).unwrap();
+    let mut next = [0i64; 2];
+    let deadline = Instant::now() + SETTLE_TIMEOUT;
+    while next != [RECORDS_PER_PARTITION; 2] {
+        assert!(Instant::now() < deadline, "consumed only up to {next:?}");
+        if let Some(result) = consumer.poll(Duration::from_millis(100)) {
+            let message = result.unwrap();
+            let partition = message.partition() as usize;
+            assert_eq!(message.offset(), next[partition], "partition {partition}");
+            next[partition] += 1;
+        }
+    }
+    let committed = consumer
+        .committed_offsets(assignment.clone(), Duration::from_secs(10))
+        .unwrap();
+    for element in committed.elements() {
+        assert_eq!(element.offset(), Offset::Invalid, "{committed:?}");
+    }
+    drop(consumer);
+
+    // A control consumer that does subscribe shows that ListGroups would list a real group.
+    let control = Member::spawn(
+        member_config(&bootstrap, CONTROL_GROUP, "control", "range"),
+        TOPIC,
+    );
+    wait_until(
+        &broker,
+        "the control consumer to be assigned",
+        SETTLE_TIMEOUT,
+        || control.log.assignment().len() == 2,
+        || control.log.summary(),
+    );
+    let groups = list_groups(&broker);
+    assert!(
+        groups.contains(&(CONTROL_GROUP.to_string(), "consumer".to_string())),
+        "{groups:?}"
+    );
+    assert!(
+        groups.iter().all(|g| g.0 != GROUP),
+        "assign() created a group: {groups:?}"
+    );
+    control.close();
+
+    let described = describe_group(&broker, GROUP);
+    let unknown = described.error_code == GROUP_ID_NOT_FOUND
+        || (described.error_code == error_code::NONE && described.state == "Dead");
+    assert!(unknown && described.members.is_empty(), "{described:?}");
+
+    let (code, rows) = offset_fetch(&broker, GROUP, Some((TOPIC, &[0, 1])));
+    assert_eq!(code, error_code::NONE);
+    assert_eq!(rows.len(), 2, "{rows:?}");
+    for (_, _, offset, _, partition_code) in &rows {
+        assert_eq!(
+            (*offset, *partition_code),
+            (-1, error_code::NONE),
+            "{rows:?}"
+        );
+    }
+    let (code, rows) = offset_fetch(&broker, GROUP, None);
+    assert_eq!(code, error_code::NONE);
+    assert!(rows.is_empty(), "nothing committed for {GROUP}: {rows:?}");
+}
