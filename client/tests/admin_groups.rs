@@ -1,8 +1,4 @@
 //! Group admin calls against the broker's group coordinator, with kcat as a live member.
-//!
-//! Ignored until the broker's group coordinator is finished (the in-progress broker answers
-//! every group call, librdkafka's included, with COORDINATOR_NOT_AVAILABLE). Run with
-//! `SPATE_BIN=<group-capable spate> cargo test -p spate-client --test admin_groups -- --ignored`.
 
 #![allow(clippy::unwrap_used)] // tests may unwrap
 
@@ -18,7 +14,6 @@ use spate_protocol::ErrorCode;
 use spate_tests::clients::kcat_command;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "needs the group-capable broker (/tmp/briefs/BROKER_READY)"]
 async fn groups_are_listed_described_reset_and_deleted() {
     let broker = broker_with_partitions(2);
     let producer = Producer::new(ProducerConfig::new(broker.bootstrap()))

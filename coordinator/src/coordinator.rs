@@ -101,6 +101,10 @@ impl Coordinator {
     }
 
     pub fn heartbeat(&mut self, now: Millis, req: Heartbeat) -> ErrorCode {
+        // Kafka checks the group id before anything else, as JoinGroup and OffsetCommit do.
+        if req.group_id.is_empty() {
+            return ErrorCode::InvalidGroupId;
+        }
         let group_id = req.group_id.clone();
         let error = self.beat(now, req);
         // A heartbeat only moves a session deadline: the cached retention still holds.

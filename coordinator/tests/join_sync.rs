@@ -543,3 +543,19 @@ fn leave_from_an_unknown_group_answers_each_member() {
         ]
     );
 }
+
+#[test]
+fn heartbeat_with_an_empty_group_id_is_invalid_group_id() {
+    let mut coordinator =
+        spate_coordinator::Coordinator::new(spate_coordinator::CoordinatorConfig::default());
+    let error = coordinator.heartbeat(
+        1,
+        spate_coordinator::Heartbeat {
+            group_id: String::new(),
+            member_id: "m".into(),
+            group_instance_id: None,
+            generation_id: 1,
+        },
+    );
+    assert_eq!(error, spate_coordinator::ErrorCode::InvalidGroupId);
+}

@@ -16,6 +16,7 @@ pub(crate) struct MemberIds {
 
 impl MemberIds {
     pub fn next(&mut self, now: Millis, prefix: &str) -> String {
+        let prefix = bounded_prefix(prefix);
         self.latest_ms = self.latest_ms.max(now);
         self.counter = self.counter.wrapping_add(1);
         // Both halves go through a bijection, so distinct inputs give distinct outputs.
@@ -30,6 +31,22 @@ impl MemberIds {
             low & 0xffff_ffff_ffff
         )
     }
+}
+
+/// Longest client-chosen prefix kept in a member id. A client id may be up to 32,767 bytes,
+/// and the id with its suffix must still fit the 32,767-byte strings of the stored group
+/// record; nobody reads a prefix this long anyway.
+const PREFIX_LENGTH_MAX_BYTES: usize = 255;
+
+fn bounded_prefix(prefix: &str) -> &str {
+    if prefix.len() <= PREFIX_LENGTH_MAX_BYTES {
+        return prefix;
+    }
+    let mut end = PREFIX_LENGTH_MAX_BYTES;
+    while !prefix.is_char_boundary(end) {
+        end -= 1;
+    }
+    &prefix[..end]
 }
 
 /// SplitMix64's finaliser: a bijection on u64 that spreads nearby inputs apart, so ids look
@@ -68,5 +85,14 @@ mod tests {
         let suffix = id.strip_prefix("consumer-1-").expect("prefix");
         let groups: Vec<usize> = suffix.split('-').map(str::len).collect();
         assert_eq!(groups, vec![8, 4, 4, 4, 12]);
+    }
+
+    #[test]
+    fn long_client_ids_are_cut_at_a_char_boundary() {
+        let mut ids = MemberIds::default();
+        let long = "é".repeat(40_000);
+        let id = ids.next(1, &long);
+        assert!(id.len() <= PREFIX_LENGTH_MAX_BYTES + 40);
+        assert!(id.starts_with("éé"));
     }
 }

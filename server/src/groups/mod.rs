@@ -14,7 +14,7 @@ mod registry;
 use std::collections::BTreeMap;
 use std::sync::{Arc, OnceLock};
 
-use spate_coordinator::records::partition_for;
+use spate_coordinator::records::{STRING_LENGTH_MAX_BYTES, partition_for};
 use spate_coordinator::{CoordinatorConfig, ErrorCode};
 use spate_engine::{Engine, LocalBoxFuture, TopicPartition};
 
@@ -89,6 +89,11 @@ where
     R: Send + 'static,
     F: FnOnce(std::rc::Rc<PartitionCoordinator>) -> LocalBoxFuture<'static, R> + Send + 'static,
 {
+    // Stored records carry the group id as a Kafka string (at most 32,767 bytes); a longer
+    // one could not be written back faithfully, so it is refused up front.
+    if group_id.len() > STRING_LENGTH_MAX_BYTES {
+        return Err(ErrorCode::InvalidGroupId);
+    }
     broker.groups.ensure_started(broker).await?;
     let engine = &broker.engine;
     let Some(tp) = broker.groups.partition_of(group_id) else {

@@ -20,12 +20,6 @@ pub async fn handle(broker: &Broker, ctx: &RequestContext, mut body: Bytes) -> O
         Ok(request) => request,
         Err(e) => return ctx.malformed(e),
     };
-    if request.group_id.is_empty() {
-        return ctx.respond(&HeartbeatResponse {
-            error_code: spate_coordinator::ErrorCode::InvalidGroupId.code(),
-            ..Default::default()
-        });
-    }
     let heartbeat = Heartbeat {
         group_id: request.group_id.clone(),
         member_id: request.member_id,

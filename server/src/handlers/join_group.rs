@@ -16,11 +16,28 @@ use crate::response::Outcome;
 
 pub const VERSIONS: RangeInclusive<i16> = 0..=9;
 
+/// Kafka's limit for `group.instance.id` (the same as a topic name's).
+const GROUP_INSTANCE_ID_LENGTH_MAX: usize = 249;
+
 pub async fn handle(broker: &Broker, ctx: &RequestContext, mut body: Bytes) -> Outcome {
     let request = match JoinGroupRequest::decode(&mut body, ctx.version) {
         Ok(request) => request,
         Err(e) => return ctx.malformed(e),
     };
+    // Kafka limits group.instance.id like a topic name; anything near the stored-string
+    // limit is certainly not a valid one.
+    if request
+        .group_instance_id
+        .as_ref()
+        .is_some_and(|id| id.len() > GROUP_INSTANCE_ID_LENGTH_MAX)
+    {
+        return ctx.respond(&JoinGroupResponse {
+            error_code: spate_coordinator::ErrorCode::InvalidRequest.code(),
+            member_id: request.member_id,
+            protocol_name: Some(String::new()),
+            ..Default::default()
+        });
+    }
     let join = JoinGroup {
         group_id: request.group_id.clone(),
         member_id: request.member_id.clone(),
