@@ -5,6 +5,7 @@
 use std::net::SocketAddr;
 
 use crate::HarnessError;
+use crate::group_requests::FetchedOffset;
 use crate::wire::{Decoder, Encoder, KafkaConnection, api_key};
 
 /// One entry of an ApiVersions answer.
@@ -285,4 +286,48 @@ pub fn check_broker_serves(addr: SocketAddr) -> Result<(), String> {
         ));
     }
     Ok(())
+}
+
+/// OffsetFetch v3, encoded by hand so that a check of committed offsets depends on neither the
+/// codec nor the client that committed them. `topic = None` asks for every committed partition
+/// of the group. Returns the top-level error code and the partitions the broker listed.
+pub fn offset_fetch_v3(
+    addr: SocketAddr,
+    group: &str,
+    topic: Option<(&str, &[i32])>,
+) -> Result<(i16, Vec<FetchedOffset>), HarnessError> {
+    let mut connection = KafkaConnection::connect(addr)?;
+    let mut request = Encoder::default();
+    request.string(group);
+    match topic {
+        None => {
+            request.i32(-1);
+        }
+        Some((name, partitions)) => {
+            request
+                .array_len(1)
+                .string(name)
+                .array_len(partitions.len());
+            for partition in partitions {
+                request.i32(*partition);
+            }
+        }
+    }
+    let body = connection.round_trip(api_key::OFFSET_FETCH, 3, &request.bytes)?;
+    let mut decoder = Decoder::new(&body);
+    let _throttle_time_ms = decoder.i32()?;
+    let mut fetched = Vec::new();
+    for _ in 0..decoder.array_len(6)? {
+        let topic = decoder.string()?;
+        for _ in 0..decoder.array_len(16)? {
+            fetched.push(FetchedOffset {
+                topic: topic.clone(),
+                partition: decoder.i32()?,
+                offset: decoder.i64()?,
+                metadata: decoder.nullable_string()?,
+                error_code: decoder.i16()?,
+            });
+        }
+    }
+    Ok((decoder.i16()?, fetched))
 }

@@ -27,6 +27,7 @@ pub mod api_key {
     pub const FETCH: i16 = 1;
     pub const LIST_OFFSETS: i16 = 2;
     pub const METADATA: i16 = 3;
+    pub const OFFSET_FETCH: i16 = 9;
     pub const API_VERSIONS: i16 = 18;
     pub const CREATE_TOPICS: i16 = 19;
     pub const INIT_PRODUCER_ID: i16 = 22;

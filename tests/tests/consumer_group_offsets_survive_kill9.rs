@@ -21,8 +21,8 @@ use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
 use rdkafka::message::Message;
 use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
 use rdkafka::{Offset, TopicPartitionList};
-use spate_tests::kafka_requests::create_topic_v4;
-use spate_tests::wire::{Decoder, Encoder, KafkaConnection, error_code};
+use spate_tests::kafka_requests::{create_topic_v4, offset_fetch_v3};
+use spate_tests::wire::{KafkaConnection, error_code};
 use spate_tests::{Broker, BrokerOptions};
 
 /// A bound on any one wait (assignment, consumption, commits) on a loaded 2-core machine.
@@ -30,8 +30,6 @@ const STEP_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// How much broker log a failure message carries.
 const LOG_TAIL_BYTES: usize = 6_000;
-
-const API_OFFSET_FETCH: i16 = 9;
 
 /// Kafka's retriable "still reading __consumer_offsets" answer, expected right after a restart.
 const COORDINATOR_LOAD_IN_PROGRESS: i16 = 14;
@@ -106,35 +104,21 @@ fn offset_fetch_once(
     topic: &str,
     partitions: &[i32],
 ) -> (i16, BTreeMap<i32, Committed>) {
-    let mut connection = KafkaConnection::connect(broker.kafka_addr()).unwrap();
-    let mut request = Encoder::default();
-    request
-        .string(group)
-        .array_len(1)
-        .string(topic)
-        .array_len(partitions.len());
-    for partition in partitions {
-        request.i32(*partition);
-    }
-    let body = connection
-        .round_trip(API_OFFSET_FETCH, 3, &request.bytes)
-        .unwrap();
-    let mut decoder = Decoder::new(&body);
-    let _throttle_time_ms = decoder.i32().unwrap();
-    let mut committed = BTreeMap::new();
-    for _ in 0..decoder.array_len(6).unwrap() {
-        assert_eq!(decoder.string().unwrap(), topic);
-        for _ in 0..decoder.array_len(16).unwrap() {
-            let partition = decoder.i32().unwrap();
-            let entry = Committed {
-                offset: decoder.i64().unwrap(),
-                metadata: decoder.nullable_string().unwrap(),
-                error_code: decoder.i16().unwrap(),
+    let (code, fetched) =
+        offset_fetch_v3(broker.kafka_addr(), group, Some((topic, partitions))).unwrap();
+    let committed = fetched
+        .into_iter()
+        .map(|entry| {
+            assert_eq!(entry.topic, topic);
+            let committed = Committed {
+                offset: entry.offset,
+                metadata: entry.metadata,
+                error_code: entry.error_code,
             };
-            committed.insert(partition, entry);
-        }
-    }
-    (decoder.i16().unwrap(), committed)
+            (entry.partition, committed)
+        })
+        .collect();
+    (code, committed)
 }
 
 fn group_consumer_config(broker: &Broker, group: &str) -> ClientConfig {

@@ -21,7 +21,8 @@ use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext, Rebalance, Reba
 use rdkafka::message::Message;
 use rdkafka::producer::{BaseProducer, BaseRecord, DeliveryResult, Producer, ProducerContext};
 use rdkafka::{ClientContext, Offset, TopicPartitionList};
-use spate_tests::kafka_requests::create_topic_v4;
+use spate_tests::group_requests::FetchedOffset;
+use spate_tests::kafka_requests::{create_topic_v4, offset_fetch_v3};
 use spate_tests::wire::{Decoder, Encoder, KafkaConnection, error_code};
 use spate_tests::{Broker, BrokerOptions};
 
@@ -41,7 +42,6 @@ const LOG_TAIL_BYTES: usize = 6_000;
 /// Kafka's code for DescribeGroups of a group the coordinator does not know (newer brokers).
 const GROUP_ID_NOT_FOUND: i16 = 69;
 
-const API_OFFSET_FETCH: i16 = 9;
 const API_DESCRIBE_GROUPS: i16 = 15;
 const API_LIST_GROUPS: i16 = 16;
 
@@ -392,49 +392,12 @@ fn assigned_partitions(bytes: &[u8]) -> BTreeSet<i32> {
 
 /// OffsetFetch v3 (`topics = None` asks for every topic): top-level error and
 /// (topic, partition, offset, metadata, error) per partition.
-#[allow(
-    clippy::type_complexity,
-    reason = "a flat row is clearest for the assertions"
-)]
 fn offset_fetch(
     broker: &Broker,
     group: &str,
-    topics: Option<(&str, &[i32])>,
-) -> (i16, Vec<(String, i32, i64, Option<String>, i16)>) {
-    let mut connection = KafkaConnection::connect(broker.kafka_addr()).unwrap();
-    let mut request = Encoder::default();
-    request.string(group);
-    match topics {
-        None => {
-            request.i32(-1);
-        }
-        Some((topic, partitions)) => {
-            request
-                .array_len(1)
-                .string(topic)
-                .array_len(partitions.len());
-            for partition in partitions {
-                request.i32(*partition);
-            }
-        }
-    }
-    let body = connection
-        .round_trip(API_OFFSET_FETCH, 3, &request.bytes)
-        .unwrap();
-    let mut decoder = Decoder::new(&body);
-    let _throttle_time_ms = decoder.i32().unwrap();
-    let mut rows = Vec::new();
-    for _ in 0..decoder.array_len(6).unwrap() {
-        let topic = decoder.string().unwrap();
-        for _ in 0..decoder.array_len(16).unwrap() {
-            let partition = decoder.i32().unwrap();
-            let offset = decoder.i64().unwrap();
-            let metadata = decoder.nullable_string().unwrap();
-            let code = decoder.i16().unwrap();
-            rows.push((topic.clone(), partition, offset, metadata, code));
-        }
-    }
-    (decoder.i16().unwrap(), rows)
+    topic: Option<(&str, &[i32])>,
+) -> (i16, Vec<FetchedOffset>) {
+    offset_fetch_v3(broker.kafka_addr(), group, topic).unwrap()
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -770,9 +733,9 @@ fn assign_without_subscribe_never_creates_the_group_or_commits() {
     let (code, rows) = offset_fetch(&broker, GROUP, Some((TOPIC, &[0, 1])));
     assert_eq!(code, error_code::NONE);
     assert_eq!(rows.len(), 2, "{rows:?}");
-    for (_, _, offset, _, partition_code) in &rows {
+    for row in &rows {
         assert_eq!(
-            (*offset, *partition_code),
+            (row.offset, row.error_code),
             (-1, error_code::NONE),
             "{rows:?}"
         );
