@@ -16,25 +16,29 @@
 //!
 //! ## The seam for consumer groups
 //!
-//! The consumer does not know how its partitions were chosen. A group member (next) sits
+//! The consumer does not know how its partitions were chosen. [`GroupConsumer`] sits
 //! beside it: it joins and syncs through the group coordinator (`FindCoordinator`,
-//! `JoinGroup`, `SyncGroup`, `Heartbeat`), runs the assignor (range, cooperative-sticky)
-//! when leader, and then drives the consumer only through what exists today:
+//! `JoinGroup`, `SyncGroup`, `Heartbeat`), runs the assignor ([`Assignor`]: range,
+//! roundrobin, cooperative-sticky) when leader, and drives the consumer only through
 //! [`Consumer::assign`] with the partitions it owns, [`Consumer::seek`] to each committed
 //! offset from `OffsetFetch` (partitions without one fall back to `auto.offset.reset`,
-//! which the fetcher already applies), and [`Consumer::positions`] for `OffsetCommit`
-//! (auto-commit is a timer around it). Revocation under cooperative rebalancing is an
-//! `assign` of the smaller set after a commit. Fetching, positions and buffers stay as
-//! they are; `Subscription::assign` already keeps the state of partitions that stay.
+//! which the fetcher already applies), and [`Consumer::positions`] for `OffsetCommit`.
+//! Partitions are given up on the thread that polls, after a commit when auto-commit is
+//! on, as in Kafka's consumer; under cooperative rebalancing only those the new
+//! assignment leaves out. Fetching, positions and buffers stay as they are.
 //!
 //! Every error names the broker, topic or partition involved; see [`Error`].
 
 pub mod admin;
+/// The `spate` binary's client subcommands (feature `cli`).
+#[cfg(feature = "cli")]
+pub mod cli;
 pub mod client;
 pub mod config;
 pub mod connection;
 pub mod consumer;
 pub mod error;
+pub mod group_coordinator;
 pub mod metadata;
 pub mod offsets;
 pub mod producer;
@@ -42,6 +46,7 @@ pub mod producer;
 pub use admin::{Admin, NewTopic};
 pub use client::Client;
 pub use config::ClientConfig;
+pub use consumer::group::{Assignor, GroupConsumer, GroupConsumerConfig};
 pub use consumer::{Consumer, ConsumerConfig, ConsumerRecord, OffsetReset};
 pub use error::Error;
 pub use offsets::OffsetSpec;

@@ -1,5 +1,6 @@
 //! The `spate` binary. `spate serve` runs the broker; the client subcommands (`topic`,
-//! `produce`, `consume`, …) arrive with `spate-client`.
+//! `produce`, `consume`, `group`) are `spate_client::cli`'s, flattened in beside it, so
+//! they are built from the same public client API as any other program.
 //!
 //! Precedence of settings, lowest first: built-in defaults, the `--config` TOML file,
 //! `SPATE_*` environment variables, flags (clap resolves the last two: a flag beats its
@@ -28,6 +29,8 @@ struct Cli {
 enum Command {
     /// Run a single-node broker (data in ./data, Kafka on 127.0.0.1:9092, admin on :9644).
     Serve(ServeArgs),
+    #[command(flatten)]
+    Client(spate_client::cli::ClientCommand),
 }
 
 #[derive(clap::Args)]
@@ -92,16 +95,25 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     // Colour only on a terminal: redirected logs (files, journald) stay plain text.
     let stderr_is_terminal = std::io::IsTerminal::is_terminal(&std::io::stderr());
+    // A client command's stderr is for its own messages (errors, the produce summary);
+    // the client library's routine logs would drown them, so only warnings show there.
+    let default_log_level = match cli.command {
+        Command::Serve(_) => "info",
+        Command::Client(_) => "warn",
+    };
     tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
         .with_ansi(stderr_is_terminal)
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_log_level)),
         )
         .init();
     match cli.command {
         Command::Serve(args) => serve(args),
+        // The client commands build their own small runtime; serve's per-core ones are
+        // not wanted there.
+        Command::Client(command) => spate_client::cli::run(command),
     }
 }
 
@@ -182,6 +194,7 @@ mod tests {
         let cli = Cli::try_parse_from([&["spate", "serve"], args].concat()).unwrap();
         match cli.command {
             Command::Serve(args) => args,
+            Command::Client(_) => panic!("parsed as a client command"),
         }
     }
 

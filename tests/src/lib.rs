@@ -12,6 +12,7 @@
 
 pub mod admin_requests;
 pub mod broker;
+pub mod cli;
 pub mod clients;
 pub mod error;
 pub mod fetch_request;

@@ -16,8 +16,8 @@ use spate_protocol::messages::offset_commit_request::{
 };
 use spate_protocol::messages::offset_fetch_request::OffsetFetchRequestGroup;
 use spate_protocol::messages::{
-    DeleteGroupsRequest, DescribeGroupsRequest, FindCoordinatorRequest, ListGroupsRequest,
-    OffsetCommitRequest, OffsetFetchRequest,
+    DeleteGroupsRequest, DescribeGroupsRequest, ListGroupsRequest, OffsetCommitRequest,
+    OffsetFetchRequest,
 };
 
 use super::Admin;
@@ -25,9 +25,6 @@ use crate::client::Client;
 use crate::connection::Connection;
 use crate::error::{Error, error_code};
 use crate::offsets::{OffsetSpec, TopicPartition, list_offsets};
-
-/// FindCoordinator's key type for consumer groups.
-const GROUP_KEY_TYPE: i8 = 0;
 
 /// A group as ListGroups reports it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -72,55 +69,10 @@ impl Admin {
     /// A connection to `group`'s coordinator. Retries while the coordinator is loading or
     /// not yet available, for up to `request.timeout.ms`.
     async fn coordinator(&self, group: &str) -> Result<Connection, Error> {
-        let deadline = Instant::now() + self.client.config().request_timeout;
-        loop {
-            let build = |version: i16| {
-                Ok(if version >= 4 {
-                    FindCoordinatorRequest {
-                        key_type: GROUP_KEY_TYPE,
-                        coordinator_keys: vec![group.to_string()],
-                        ..Default::default()
-                    }
-                } else {
-                    FindCoordinatorRequest {
-                        key: group.to_string(),
-                        key_type: GROUP_KEY_TYPE,
-                        ..Default::default()
-                    }
-                })
-            };
-            let (broker, response) = self
-                .client
-                .send_any_versioned::<FindCoordinatorRequest, FindCoordinatorRequest>(build)
-                .await?;
-            let (code, node_id, host, port) = match response.coordinators.first() {
-                Some(c) => (error_code(c.error_code), c.node_id, c.host.clone(), c.port),
-                None => (
-                    error_code(response.error_code),
-                    response.node_id,
-                    response.host.clone(),
-                    response.port,
-                ),
-            };
-            if code == ErrorCode::None {
-                let label =
-                    format!("coordinator of group {group} (node {node_id} at {host}:{port})");
-                return self
-                    .client
-                    .connection_to(&format!("{host}:{port}"), &label)
-                    .await;
-            }
-            let error = Error::Broker {
-                broker,
-                what: format!("finding the coordinator of group {group}"),
-                code,
-                message: None,
-            };
-            if !code.is_retriable() || Instant::now() >= deadline {
-                return Err(error);
-            }
-            tokio::time::sleep(self.client.config().retry_backoff).await;
-        }
+        let found = self.client.find_group_coordinator(group).await?;
+        self.client
+            .connection_to(&found.address, &found.label)
+            .await
     }
 
     /// Runs `call` against the group's coordinator, finding it again and retrying after

@@ -51,6 +51,13 @@ requests! {
     DescribeConfigsRequest => DescribeConfigsResponse, DescribeConfigs, 1..=4;
     CreatePartitionsRequest => CreatePartitionsResponse, CreatePartitions, 0..=3;
     DeleteGroupsRequest => DeleteGroupsResponse, DeleteGroups, 0..=2;
+    // The group member's APIs. JoinGroup v4 is the first answering MEMBER_ID_REQUIRED
+    // (KIP-394) and v5 the first with static membership (KIP-345), which the other three
+    // carry from v3; LeaveGroup v3 is the first naming members in a batch.
+    JoinGroupRequest => JoinGroupResponse, JoinGroup, 5..=9;
+    SyncGroupRequest => SyncGroupResponse, SyncGroup, 3..=5;
+    HeartbeatRequest => HeartbeatResponse, Heartbeat, 3..=4;
+    LeaveGroupRequest => LeaveGroupResponse, LeaveGroup, 3..=5;
     IncrementalAlterConfigsRequest => IncrementalAlterConfigsResponse, IncrementalAlterConfigs, 0..=1;
 }
 

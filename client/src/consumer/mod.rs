@@ -1,4 +1,4 @@
-//! The consumer, with manual assignment (`assign`); the group protocol comes next.
+//! The consumer, with manual assignment (`assign`); [`group`] adds consumer groups.
 //!
 //! A background fetcher keeps each assigned partition's prefetch buffer filled (see
 //! `fetcher`); [`Consumer::poll`] hands out what is buffered and so never waits on the
@@ -8,6 +8,7 @@
 //! commit, and leave fetching exactly as it is.
 
 mod fetcher;
+pub mod group;
 pub mod state;
 
 use std::collections::BTreeMap;
