@@ -1,6 +1,7 @@
 //! The `spate` binary. `spate serve` runs the broker; the client subcommands (`topic`,
 //! `produce`, `consume`, `group`) are `spate_client::cli`'s, flattened in beside it, so
-//! they are built from the same public client API as any other program.
+//! they are built from the same public client API as any other program. `spate bench` is
+//! `spate_bench`'s load generator.
 //!
 //! Precedence of settings, lowest first: built-in defaults, the `--config` TOML file,
 //! `SPATE_*` environment variables, flags (clap resolves the last two: a flag beats its
@@ -31,6 +32,9 @@ enum Command {
     Serve(ServeArgs),
     #[command(flatten)]
     Client(spate_client::cli::ClientCommand),
+    /// Throughput and end-to-end latency of any Kafka-compatible broker, with the
+    /// null-broker and disk floors measured in the same run (see BENCHMARKS.md).
+    Bench(spate_bench::BenchArgs),
 }
 
 #[derive(clap::Args)]
@@ -99,7 +103,7 @@ fn main() -> ExitCode {
     // the client library's routine logs would drown them, so only warnings show there.
     let default_log_level = match cli.command {
         Command::Serve(_) => "info",
-        Command::Client(_) => "warn",
+        Command::Client(_) | Command::Bench(_) => "warn",
     };
     tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
@@ -114,6 +118,7 @@ fn main() -> ExitCode {
         // The client commands build their own small runtime; serve's per-core ones are
         // not wanted there.
         Command::Client(command) => spate_client::cli::run(command),
+        Command::Bench(args) => spate_bench::run(args),
     }
 }
 
@@ -194,7 +199,7 @@ mod tests {
         let cli = Cli::try_parse_from([&["spate", "serve"], args].concat()).unwrap();
         match cli.command {
             Command::Serve(args) => args,
-            Command::Client(_) => panic!("parsed as a client command"),
+            Command::Client(_) | Command::Bench(_) => panic!("parsed as a client command"),
         }
     }
 
