@@ -269,7 +269,7 @@ impl Client {
         topic: &str,
         allow_auto_topic_creation: bool,
         max_wait: Duration,
-    ) -> Result<TopicInfo, Error> {
+    ) -> Result<Arc<TopicInfo>, Error> {
         let cached = self.metadata();
         if let (Some(info), Some(at)) = (
             cached.topics.get(topic),
@@ -313,5 +313,5 @@ impl Client {
 
 /// Whether a described topic can be produced to: it has partitions and each has a leader.
 fn usable(info: &TopicInfo) -> bool {
-    !info.partitions.is_empty() && info.partitions.iter().all(|p| p.leader_id >= 0)
+    !info.partitions.is_empty() && info.leaderless_partitions == 0
 }

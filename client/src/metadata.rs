@@ -5,6 +5,7 @@
 //! never hold a lock across an await.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 use std::time::Instant;
 
 use spate_protocol::messages::MetadataResponse;
@@ -47,6 +48,9 @@ pub struct TopicInfo {
     pub is_internal: bool,
     /// Sorted by partition index; index `i` holds partition `i` when the broker reported all.
     pub partitions: Vec<PartitionInfo>,
+    /// How many partitions have no leader right now; counted once per metadata answer so
+    /// that the per-record check "is this topic usable" does not walk every partition.
+    pub leaderless_partitions: usize,
     /// `NONE`, or why the topic could not be described (e.g. `UNKNOWN_TOPIC_OR_PARTITION`).
     pub error: ErrorCode,
 }
@@ -66,7 +70,9 @@ pub struct ClusterMetadata {
     pub cluster_id: Option<String>,
     pub controller_id: i32,
     pub brokers: HashMap<i32, BrokerInfo>,
-    pub topics: HashMap<String, TopicInfo>,
+    /// Shared, so that a snapshot or a lookup (one per produced record) copies a pointer,
+    /// not a topic's partition list.
+    pub topics: HashMap<String, Arc<TopicInfo>>,
     /// When each topic was last described; drives `metadata.max.age.ms`.
     pub topic_refreshed_at: HashMap<String, Instant>,
 }
@@ -122,16 +128,18 @@ impl ClusterMetadata {
                 })
                 .collect();
             partitions.sort_by_key(|p| p.partition);
+            let leaderless_partitions = partitions.iter().filter(|p| p.leader_id < 0).count();
             next.topic_refreshed_at.insert(name.clone(), now);
             next.topics.insert(
                 name.clone(),
-                TopicInfo {
+                Arc::new(TopicInfo {
                     name,
                     topic_id: topic.topic_id,
                     is_internal: topic.is_internal,
                     partitions,
+                    leaderless_partitions,
                     error: error_code(topic.error_code),
-                },
+                }),
             );
         }
         next

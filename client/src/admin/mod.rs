@@ -9,6 +9,7 @@ mod configs;
 mod groups;
 
 use std::collections::HashMap;
+use std::sync::Arc;
 use std::time::Duration;
 
 use spate_protocol::ErrorCode;
@@ -213,7 +214,7 @@ impl Admin {
     }
 
     /// Partitions, leaders and replicas of the named topics.
-    pub async fn describe_topics(&self, names: &[&str]) -> Result<Vec<TopicInfo>, Error> {
+    pub async fn describe_topics(&self, names: &[&str]) -> Result<Vec<Arc<TopicInfo>>, Error> {
         let owned: Vec<String> = names.iter().map(|n| n.to_string()).collect();
         let metadata = self.client.refresh_metadata(&owned, false).await?;
         names
@@ -273,7 +274,7 @@ impl Admin {
         &self,
         topic: &str,
         max_wait: Duration,
-    ) -> Result<TopicInfo, Error> {
+    ) -> Result<Arc<TopicInfo>, Error> {
         self.client.topic_info(topic, false, max_wait).await
     }
 }

@@ -1,5 +1,7 @@
 //! `spate topic create|list|describe|alter|delete`.
 
+use std::sync::Arc;
+
 use serde_json::{Value, json};
 use spate_protocol::ErrorCode;
 
@@ -42,7 +44,7 @@ pub(super) async fn describe_one(
     admin: &Admin,
     topic: &str,
     connect: &ConnectArgs,
-) -> Result<TopicInfo, CliError> {
+) -> Result<Arc<TopicInfo>, CliError> {
     match admin.describe_topics(&[topic]).await {
         Ok(mut infos) => infos.pop().ok_or_else(|| unknown_topic(topic, connect)),
         Err(Error::Topic {
@@ -102,6 +104,7 @@ async fn list(args: TopicListArgs) -> Result<(), CliError> {
     let mut topics: Vec<&TopicInfo> = metadata
         .topics
         .values()
+        .map(|t| t.as_ref())
         .filter(|t| t.error == ErrorCode::None && (args.internal || !t.is_internal))
         .collect();
     topics.sort_by(|a, b| a.name.cmp(&b.name));

@@ -512,13 +512,14 @@ mod tests {
         let mut metadata = ClusterMetadata::default();
         metadata.topics.insert(
             "t".into(),
-            crate::metadata::TopicInfo {
+            std::sync::Arc::new(crate::metadata::TopicInfo {
                 name: "t".into(),
                 topic_id: Uuid::from_u64_pair(1, 2),
                 is_internal: false,
                 partitions: Vec::new(),
+                leaderless_partitions: 0,
                 error: ErrorCode::None,
-            },
+            }),
         );
         let partitions = vec![(("t".to_string(), 0), 0, 42)];
         for version in FetchRequest::CLIENT_VERSIONS {
