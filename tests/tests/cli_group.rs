@@ -20,6 +20,29 @@ use spate_tests::{Broker, BrokerOptions};
 /// A bound on "wait until the group settles" on a loaded 2-core machine.
 const SETTLE_TIMEOUT: Duration = Duration::from_secs(60);
 
+/// A broker whose groups rebalance without the initial delay, holding `topic` with two
+/// partitions filled (through the CLI) with the given lines.
+fn broker_with_topic(topic: &str, partition0: &[u8], partition1: &[u8]) -> Broker {
+    let broker = Broker::start_with(BrokerOptions {
+        extra_args: vec!["--group-initial-rebalance-delay-ms".into(), "0".into()],
+        ..BrokerOptions::default()
+    })
+    .unwrap();
+    spate_ok(
+        &broker,
+        &["topic", "create", topic, "--partitions", "2"],
+        None,
+    );
+    for (partition, lines) in [("0", partition0), ("1", partition1)] {
+        spate_ok(
+            &broker,
+            &["produce", topic, "--partition", partition],
+            Some(lines),
+        );
+    }
+    broker
+}
+
 fn spate_ok(broker: &Broker, args: &[&str], stdin: Option<&[u8]>) -> String {
     let output = run_spate(&broker.bootstrap(), args, stdin.map(<[u8]>::to_vec)).unwrap();
     assert!(
@@ -72,26 +95,7 @@ fn wait_for(broker: &Broker, what: &str, mut condition: impl FnMut() -> bool) {
 
 #[test]
 fn describe_shows_lag_and_reset_offsets_moves_only_what_it_says() {
-    let broker = Broker::start_with(BrokerOptions {
-        extra_args: vec!["--group-initial-rebalance-delay-ms".into(), "0".into()],
-        ..BrokerOptions::default()
-    })
-    .unwrap();
-    spate_ok(
-        &broker,
-        &["topic", "create", "events", "--partitions", "2"],
-        None,
-    );
-    spate_ok(
-        &broker,
-        &["produce", "events", "--partition", "0"],
-        Some(b"a\nb\nc\nd\ne\nf\n"),
-    );
-    spate_ok(
-        &broker,
-        &["produce", "events", "--partition", "1"],
-        Some(b"w\nx\ny\nz\n"),
-    );
+    let broker = broker_with_topic("events", b"a\nb\nc\nd\ne\nf\n", b"w\nx\ny\nz\n");
 
     let consumer: BaseConsumer = ClientConfig::new()
         .set("bootstrap.servers", broker.bootstrap())
@@ -326,26 +330,7 @@ fn consume(broker: &Broker, args: &[&str]) -> Vec<String> {
 
 #[test]
 fn consume_in_a_group_commits_exactly_what_it_printed() {
-    let broker = Broker::start_with(BrokerOptions {
-        extra_args: vec!["--group-initial-rebalance-delay-ms".into(), "0".into()],
-        ..BrokerOptions::default()
-    })
-    .unwrap();
-    spate_ok(
-        &broker,
-        &["topic", "create", "jobs", "--partitions", "2"],
-        None,
-    );
-    spate_ok(
-        &broker,
-        &["produce", "jobs", "--partition", "0"],
-        Some(b"p0-a\np0-b\np0-c\np0-d\n"),
-    );
-    spate_ok(
-        &broker,
-        &["produce", "jobs", "--partition", "1"],
-        Some(b"p1-a\np1-b\n"),
-    );
+    let broker = broker_with_topic("jobs", b"p0-a\np0-b\np0-c\np0-d\n", b"p1-a\np1-b\n");
 
     let first = consume(
         &broker,

@@ -265,43 +265,24 @@ impl Admin {
             };
             // v8+ answers per group; older versions at the top level. Either way: (topic,
             // partition, committed offset, error code).
-            let (group_code, rows): (i16, Vec<(String, i32, i64, i16)>) =
-                match response.groups.iter().find(|g| g.group_id == group) {
-                    Some(answer) => (
-                        answer.error_code,
-                        answer
-                            .topics
-                            .iter()
-                            .flat_map(|t| {
-                                t.partitions.iter().map(|p| {
-                                    (
-                                        t.name.clone(),
-                                        p.partition_index,
-                                        p.committed_offset,
-                                        p.error_code,
-                                    )
-                                })
-                            })
-                            .collect(),
+            let (group_code, rows) = match response.groups.iter().find(|g| g.group_id == group) {
+                Some(answer) => (
+                    answer.error_code,
+                    offset_rows(
+                        &answer.topics,
+                        |t| (&t.name, &t.partitions),
+                        |p| (p.partition_index, p.committed_offset, p.error_code),
                     ),
-                    None => (
-                        response.error_code,
-                        response
-                            .topics
-                            .iter()
-                            .flat_map(|t| {
-                                t.partitions.iter().map(|p| {
-                                    (
-                                        t.name.clone(),
-                                        p.partition_index,
-                                        p.committed_offset,
-                                        p.error_code,
-                                    )
-                                })
-                            })
-                            .collect(),
+                ),
+                None => (
+                    response.error_code,
+                    offset_rows(
+                        &response.topics,
+                        |t| (&t.name, &t.partitions),
+                        |p| (p.partition_index, p.committed_offset, p.error_code),
                     ),
-                };
+                ),
+            };
             let code = error_code(group_code);
             if code != ErrorCode::None {
                 return Err(fail(code, format!("reading offsets of group {group}")));
@@ -451,6 +432,27 @@ fn parse_assignment(mut bytes: Bytes) -> Option<Vec<TopicPartition>> {
     }
     out.sort();
     Some(out)
+}
+
+/// The (topic, partition, committed offset, error code) rows of an OffsetFetch answer. The v8+
+/// per-group layout and the older top-level one are different generated types with the same
+/// fields, so the caller says how to reach them.
+fn offset_rows<T, P>(
+    topics: &[T],
+    parts: impl Fn(&T) -> (&String, &Vec<P>),
+    row: impl Fn(&P) -> (i32, i64, i16),
+) -> Vec<(String, i32, i64, i16)> {
+    let row = &row;
+    topics
+        .iter()
+        .flat_map(|topic| {
+            let (name, partitions) = parts(topic);
+            partitions.iter().map(move |p| {
+                let (partition, committed, code) = row(p);
+                (name.clone(), partition, committed, code)
+            })
+        })
+        .collect()
 }
 
 #[cfg(test)]
