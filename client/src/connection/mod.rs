@@ -27,7 +27,7 @@ use spate_protocol::{ApiKey, Decode, Encode, ErrorCode, RequestHeader, ResponseH
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
-use tokio::sync::{Semaphore, mpsc, oneshot};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, oneshot};
 use tokio::task::AbortHandle;
 
 pub use request::{ApiVersionTable, Request};
@@ -67,7 +67,7 @@ struct Inner {
     shared: Arc<Shared>,
     versions: ApiVersionTable,
     settings: ConnectionSettings,
-    in_flight: Semaphore,
+    in_flight: Arc<Semaphore>,
     tasks: [AbortHandle; 2],
 }
 
@@ -200,7 +200,7 @@ impl Connection {
                 shared,
                 versions: ApiVersionTable::default(),
                 settings,
-                in_flight: Semaphore::new(IN_FLIGHT_REQUESTS_MAX),
+                in_flight: Arc::new(Semaphore::new(IN_FLIGHT_REQUESTS_MAX)),
                 tasks: [read_task.abort_handle(), write_task.abort_handle()],
             }),
         };
@@ -230,9 +230,8 @@ impl Connection {
         let mut version = *ApiVersionsRequest::VERSIONS.end();
         for _attempt in 0..2 {
             let body = self
-                .round_trip(ApiKey::ApiVersions, version, &request, true)
-                .await?
-                .unwrap_or_default();
+                .round_trip(ApiKey::ApiVersions, version, &request)
+                .await?;
             // A broker that does not know `version` answers at v0, whatever was asked (as
             // Kafka's own clients expect): parse as asked, then fall back to v0.
             let response = match ApiVersionsResponse::decode(&mut body.clone(), version) {
@@ -303,12 +302,29 @@ impl Connection {
         request: &R,
         version: i16,
     ) -> Result<R::Response, Error> {
-        let body = self.round_trip(R::KEY, version, request, true).await?;
-        let mut body = body.unwrap_or_default();
-        R::Response::decode(&mut body, version).map_err(|e| {
-            self.inner
-                .shared
-                .protocol(format!("{} v{version} response: {e}", R::KEY.name()))
+        self.start_at(request, version).await?.response().await
+    }
+
+    /// Queues `request` for the socket and returns without waiting for the answer.
+    ///
+    /// Requests started one after another from one task reach the broker in that order,
+    /// which is what lets the producer keep several batches of one partition in flight: the
+    /// broker appends them in the order it reads them.
+    pub async fn start<R: Request>(&self, request: &R) -> Result<PendingResponse<R>, Error> {
+        let version = self.inner.versions.pick::<R>(self.broker())?;
+        self.start_at(request, version).await
+    }
+
+    async fn start_at<R: Request>(
+        &self,
+        request: &R,
+        version: i16,
+    ) -> Result<PendingResponse<R>, Error> {
+        let queued = self.enqueue(R::KEY, version, request, true).await?;
+        Ok(PendingResponse {
+            queued,
+            version,
+            request: std::marker::PhantomData,
         })
     }
 
@@ -316,7 +332,7 @@ impl Connection {
     /// queued for the socket.
     pub async fn send_without_response<R: Request>(&self, request: &R) -> Result<(), Error> {
         let version = self.inner.versions.pick::<R>(self.broker())?;
-        self.round_trip(R::KEY, version, request, false)
+        self.enqueue(R::KEY, version, request, false)
             .await
             .map(|_| ())
     }
@@ -326,12 +342,27 @@ impl Connection {
         api_key: ApiKey,
         version: i16,
         body: &(dyn Encode + Sync),
+    ) -> Result<Bytes, Error> {
+        self.enqueue(api_key, version, body, true)
+            .await?
+            .wait()
+            .await
+    }
+
+    /// Takes an in-flight permit, registers the correlation id and hands the frame to the
+    /// writer, whose channel keeps call order.
+    async fn enqueue(
+        &self,
+        api_key: ApiKey,
+        version: i16,
+        body: &(dyn Encode + Sync),
         expect_response: bool,
-    ) -> Result<Option<Bytes>, Error> {
+    ) -> Result<Queued, Error> {
         let inner = &self.inner;
-        let _permit = inner
+        let permit = inner
             .in_flight
-            .acquire()
+            .clone()
+            .acquire_owned()
             .await
             .map_err(|_| inner.shared.lost("connection closed"))?;
         let correlation_id = inner
@@ -360,22 +391,12 @@ impl Connection {
             lock(&inner.shared.state).pending.remove(&correlation_id);
             return Err(inner.shared.lost("writer stopped"));
         }
-        if !expect_response {
-            return Ok(None);
-        }
-        match tokio::time::timeout(inner.settings.request_timeout, reply_rx).await {
-            Ok(Ok(result)) => result.map(Some),
-            Ok(Err(_)) => Err(inner.shared.lost("connection task ended")),
-            Err(_) => {
-                let error = Error::Timeout {
-                    broker: self.broker().to_string(),
-                    api: api_key.name(),
-                    timeout_ms: inner.settings.request_timeout.as_millis() as u64,
-                };
-                self.close(error.clone());
-                Err(error)
-            }
-        }
+        Ok(Queued {
+            connection: self.clone(),
+            api_key,
+            reply: reply_rx,
+            _permit: permit,
+        })
     }
 
     fn encode_frame(
@@ -415,6 +436,58 @@ impl Connection {
         for task in &self.inner.tasks {
             task.abort();
         }
+    }
+}
+
+/// A request handed to the writer whose answer has not been read yet. Holds its in-flight
+/// permit until then.
+struct Queued {
+    connection: Connection,
+    api_key: ApiKey,
+    reply: oneshot::Receiver<Result<Bytes, Error>>,
+    _permit: OwnedSemaphorePermit,
+}
+
+impl Queued {
+    /// The response body, or the connection's error; closes the connection when the answer
+    /// is later than `request.timeout.ms`.
+    async fn wait(self) -> Result<Bytes, Error> {
+        let inner = &self.connection.inner;
+        match tokio::time::timeout(inner.settings.request_timeout, self.reply).await {
+            Ok(Ok(result)) => result,
+            Ok(Err(_)) => Err(inner.shared.lost("connection task ended")),
+            Err(_) => {
+                let error = Error::Timeout {
+                    broker: self.connection.broker().to_string(),
+                    api: self.api_key.name(),
+                    timeout_ms: inner.settings.request_timeout.as_millis() as u64,
+                };
+                self.connection.close(error.clone());
+                Err(error)
+            }
+        }
+    }
+}
+
+/// The answer to a request started with [`Connection::start`].
+pub struct PendingResponse<R: Request> {
+    queued: Queued,
+    version: i16,
+    request: std::marker::PhantomData<fn() -> R>,
+}
+
+impl<R: Request> PendingResponse<R> {
+    /// Waits for the broker's answer and decodes it.
+    pub async fn response(self) -> Result<R::Response, Error> {
+        let connection = self.queued.connection.clone();
+        let version = self.version;
+        let mut body = self.queued.wait().await?;
+        R::Response::decode(&mut body, version).map_err(|e| {
+            connection
+                .inner
+                .shared
+                .protocol(format!("{} v{version} response: {e}", R::KEY.name()))
+        })
     }
 }
 

@@ -4,11 +4,14 @@
 //! without a clock. The sender task owns the I/O; `send` and the sender share this under one
 //! mutex, held only for short, non-async sections.
 //!
-//! Ordering: a partition has at most one batch in flight. Its next batch goes only after
-//! the broker answered the previous one, and a retried batch keeps its place and its
-//! sequence numbers. That is what makes retries unable to reorder records, and, with the
-//! idempotent producer's sequence numbers, unable to duplicate them. (Kafka allows up to
-//! five in flight per partition with more bookkeeping; this keeps the proof short.)
+//! Ordering: a partition keeps up to `max.in.flight.requests.per.connection` batches in
+//! flight, sent in sequence order over its leader's one connection, which the broker reads
+//! in order. When an answer says "retry", the partition *recovers*: nothing more is sent
+//! until every batch in flight has been answered, and then the oldest unacknowledged batch
+//! goes first, with the same bytes and sequence numbers. Later batches the broker refused
+//! because of the gap (OUT_OF_ORDER_SEQUENCE_NUMBER) are retried behind it. That is what
+//! keeps retries from reordering records and, with the idempotent producer's sequence
+//! numbers, from duplicating them.
 
 use std::collections::{BTreeMap, VecDeque};
 use std::time::{Duration, Instant};
@@ -52,9 +55,15 @@ pub struct PendingRecord {
 pub struct SealedBatch {
     pub bytes: Bytes,
     pub base_sequence: i32,
+    /// The [`Accumulator::generation`] it was sealed in: a batch sealed under a producer id
+    /// that was since replaced is resealed rather than failed when the broker refuses it.
+    pub generation: u64,
 }
 
 pub struct Batch {
+    /// Unique within the producer: answers find their batch by it, wherever it now sits.
+    pub id: u64,
+    pub in_flight: bool,
     pub records: Vec<PendingRecord>,
     pub size_bytes: usize,
     pub created_at: Instant,
@@ -65,8 +74,10 @@ pub struct Batch {
 }
 
 impl Batch {
-    fn new(now: Instant) -> Self {
+    fn new(id: u64, now: Instant) -> Self {
         Self {
+            id,
+            in_flight: false,
             records: Vec::new(),
             size_bytes: 0,
             created_at: now,
@@ -89,10 +100,32 @@ impl Batch {
     }
 }
 
+/// One partition's batches, oldest (lowest sequence) first.
+///
+/// Outside recovery, the batches in flight are a prefix of `batches`: they are sent in
+/// order, and answered (removed) or returned to the queue only while recovering.
 #[derive(Default)]
 pub struct PartitionQueue {
     pub batches: VecDeque<Batch>,
-    pub in_flight: bool,
+    /// How many of `batches` are in flight.
+    pub in_flight: usize,
+    /// Set when an answer asked for a retry: no batch is sent until none is in flight.
+    pub recovering: bool,
+}
+
+impl PartitionQueue {
+    pub fn position(&self, id: u64) -> Option<usize> {
+        self.batches.iter().position(|batch| batch.id == id)
+    }
+}
+
+/// The rules `drain` applies, from the producer's config.
+#[derive(Debug, Clone, Copy)]
+pub struct DrainRules {
+    pub linger: Duration,
+    pub batch_size_bytes: usize,
+    pub delivery_timeout: Duration,
+    pub max_in_flight: usize,
 }
 
 /// Every partition's queue.
@@ -104,16 +137,23 @@ pub struct Accumulator {
     /// Kept apart from `queues` because it must outlive an emptied queue: reusing a
     /// sequence would make the broker drop the batch as a duplicate.
     pub next_sequences: BTreeMap<TopicPartition, i32>,
+    /// Bumped whenever sequence numbering starts over under a new producer id.
+    pub generation: u64,
+    next_batch_id: u64,
 }
 
 /// What `drain` found.
 pub struct Drained {
-    /// Partitions whose front batch should be sent now.
-    pub ready: Vec<TopicPartition>,
+    /// Partitions with batches to send now, and how many: the first that many batches
+    /// after those in flight.
+    pub ready: Vec<(TopicPartition, usize)>,
     /// Batches that outlived `delivery.timeout.ms` without being in flight.
     pub expired: Vec<(TopicPartition, Batch)>,
     /// When to look again if nothing else happens.
     pub next_check: Option<Instant>,
+    /// An expired batch had sequence numbers the broker never saw, so the batches after it
+    /// would be refused for the gap: numbering was restarted and needs a new producer id.
+    pub restarted: bool,
 }
 
 impl Accumulator {
@@ -133,7 +173,8 @@ impl Accumulator {
             batch.sealed.is_none() && batch.size_bytes + size_bytes <= batch_size_bytes
         });
         if !fits {
-            queue.batches.push_back(Batch::new(now));
+            self.next_batch_id += 1;
+            queue.batches.push_back(Batch::new(self.next_batch_id, now));
         }
         let Some(batch) = queue.batches.back_mut() else {
             unreachable!("a batch was pushed above");
@@ -146,65 +187,106 @@ impl Accumulator {
 
     /// Which partitions can send now, which batches expired, and when to check next.
     ///
-    /// A front batch is ready when its partition has nothing in flight, any retry backoff
-    /// has passed, and it is full, followed by another batch, older than `linger`, or the
-    /// caller is flushing.
-    pub fn drain(
-        &mut self,
-        now: Instant,
-        linger: Duration,
-        batch_size_bytes: usize,
-        delivery_timeout: Duration,
-        flushing: bool,
-    ) -> Drained {
+    /// The batches after those in flight are ready, in order, while fewer than
+    /// `max_in_flight` are in flight, the partition is not recovering, any retry backoff
+    /// has passed, and each is full, followed by another batch, older than `linger`, already
+    /// sealed, or the caller is flushing. Batches expire only from a partition with nothing
+    /// in flight, so an expiry never leaves a batch in flight behind a hole.
+    pub fn drain(&mut self, now: Instant, rules: DrainRules, flushing: bool) -> Drained {
         let mut drained = Drained {
             ready: Vec::new(),
             expired: Vec::new(),
             next_check: None,
+            restarted: false,
         };
         let wake = |at: Instant, next: &mut Option<Instant>| {
             *next = Some(next.map_or(at, |n| n.min(at)));
         };
         for (tp, queue) in &mut self.queues {
-            if queue.in_flight {
-                continue;
+            if queue.in_flight > 0 {
+                if queue.recovering {
+                    continue;
+                }
+            } else {
+                queue.recovering = false;
+                while let Some(front) = queue.batches.front() {
+                    if now.duration_since(front.created_at) < rules.delivery_timeout {
+                        break;
+                    }
+                    if let Some(batch) = queue.batches.pop_front() {
+                        drained.expired.push((tp.clone(), batch));
+                    }
+                }
+                if let Some(front) = queue.batches.front() {
+                    wake(
+                        front.created_at + rules.delivery_timeout,
+                        &mut drained.next_check,
+                    );
+                }
             }
-            while let Some(front) = queue.batches.front() {
-                if now.duration_since(front.created_at) < delivery_timeout {
+            let mut count = 0;
+            for index in queue.in_flight..queue.batches.len() {
+                if queue.in_flight + count >= rules.max_in_flight {
                     break;
                 }
-                if let Some(batch) = queue.batches.pop_front() {
-                    drained.expired.push((tp.clone(), batch));
+                let batch = &queue.batches[index];
+                if let Some(retry_at) = batch.retry_at
+                    && retry_at > now
+                {
+                    wake(retry_at, &mut drained.next_check);
+                    break;
+                }
+                let full =
+                    batch.size_bytes >= rules.batch_size_bytes || index + 1 < queue.batches.len();
+                let lingered = now.duration_since(batch.created_at) >= rules.linger;
+                if full || lingered || flushing || batch.sealed.is_some() {
+                    count += 1;
+                } else {
+                    wake(batch.created_at + rules.linger, &mut drained.next_check);
+                    break;
                 }
             }
-            let Some(front) = queue.batches.front() else {
-                continue;
-            };
-            wake(front.created_at + delivery_timeout, &mut drained.next_check);
-            if let Some(retry_at) = front.retry_at
-                && retry_at > now
-            {
-                wake(retry_at, &mut drained.next_check);
-                continue;
-            }
-            let full = front.size_bytes >= batch_size_bytes || queue.batches.len() > 1;
-            let lingered = now.duration_since(front.created_at) >= linger;
-            if full || lingered || flushing || front.sealed.is_some() {
-                drained.ready.push(tp.clone());
-            } else {
-                wake(front.created_at + linger, &mut drained.next_check);
+            if count > 0 {
+                drained.ready.push((tp.clone(), count));
             }
         }
         self.queues
-            .retain(|_, q| q.in_flight || !q.batches.is_empty());
+            .retain(|_, q| q.in_flight > 0 || !q.batches.is_empty());
+        let generation = self.generation;
+        let numbered = |batch: &Batch| {
+            batch
+                .sealed
+                .as_ref()
+                .is_some_and(|s| s.base_sequence >= 0 && s.generation == generation)
+        };
+        if drained.expired.iter().any(|(_, batch)| numbered(batch)) {
+            self.restart_sequences();
+            drained.restarted = true;
+        }
         drained
+    }
+
+    /// Starts sequence numbering over (a new producer id is coming): unseals every batch
+    /// not in flight, and makes partitions with batches in flight wait for all of them, so
+    /// no batch of the new numbering can overtake one of the old.
+    pub fn restart_sequences(&mut self) {
+        self.generation += 1;
+        self.next_sequences.clear();
+        for queue in self.queues.values_mut() {
+            if queue.in_flight > 0 {
+                queue.recovering = true;
+            }
+            for batch in queue.batches.iter_mut().filter(|batch| !batch.in_flight) {
+                batch.sealed = None;
+            }
+        }
     }
 
     /// Whether nothing is queued or in flight.
     pub fn is_empty(&self) -> bool {
         self.queues
             .values()
-            .all(|q| !q.in_flight && q.batches.is_empty())
+            .all(|q| q.in_flight == 0 && q.batches.is_empty())
     }
 }
 
@@ -233,24 +315,40 @@ mod tests {
     const LINGER: Duration = Duration::from_millis(5);
     const TIMEOUT: Duration = Duration::from_secs(120);
 
+    fn rules(max_in_flight: usize) -> DrainRules {
+        DrainRules {
+            linger: LINGER,
+            batch_size_bytes: 1000,
+            delivery_timeout: TIMEOUT,
+            max_in_flight,
+        }
+    }
+
+    fn ready(acc: &mut Accumulator, now: Instant, flushing: bool) -> Vec<(TopicPartition, usize)> {
+        acc.drain(now, rules(5), flushing).ready
+    }
+
+    /// Marks the first `count` sendable batches in flight, as the sender does.
+    fn send(acc: &mut Accumulator, count: usize) {
+        let queue = acc.queues.get_mut(&tp()).unwrap();
+        for _ in 0..count {
+            let index = queue.in_flight;
+            queue.batches[index].in_flight = true;
+            queue.in_flight += 1;
+        }
+    }
+
     #[test]
     fn batch_waits_for_linger_unless_full_or_flushing() {
         let start = Instant::now();
         let mut acc = Accumulator::default();
         let (r, _rx) = record("a");
         assert!(!acc.append(tp(), r, 100, 1000, start));
-        let drained = acc.drain(start, LINGER, 1000, TIMEOUT, false);
+        let drained = acc.drain(start, rules(5), false);
         assert!(drained.ready.is_empty());
         assert_eq!(drained.next_check, Some(start + LINGER));
-        assert_eq!(
-            acc.drain(start, LINGER, 1000, TIMEOUT, true).ready,
-            vec![tp()]
-        );
-        assert_eq!(
-            acc.drain(start + LINGER, LINGER, 1000, TIMEOUT, false)
-                .ready,
-            vec![tp()]
-        );
+        assert_eq!(ready(&mut acc, start, true), vec![(tp(), 1)]);
+        assert_eq!(ready(&mut acc, start + LINGER, false), vec![(tp(), 1)]);
         let (r, _rx2) = record("b");
         assert!(
             acc.append(tp(), r, 950, 1000, start),
@@ -258,46 +356,130 @@ mod tests {
         );
         assert_eq!(acc.queues[&tp()].batches.len(), 2);
         assert_eq!(
-            acc.drain(start, LINGER, 1000, TIMEOUT, false).ready,
-            vec![tp()]
+            ready(&mut acc, start, false),
+            vec![(tp(), 1)],
+            "the first batch is followed by another; the second still lingers"
         );
     }
 
     #[test]
-    fn in_flight_partition_is_never_ready_and_backoff_delays_retry() {
+    fn up_to_max_in_flight_batches_go_in_order() {
+        let start = Instant::now();
+        let mut acc = Accumulator::default();
+        let mut receivers = Vec::new();
+        for value in ["a", "b", "c", "d"] {
+            let (r, rx) = record(value);
+            receivers.push(rx);
+            acc.append(tp(), r, 1000, 1000, start);
+        }
+        assert_eq!(acc.drain(start, rules(3), false).ready, vec![(tp(), 3)]);
+        send(&mut acc, 2);
+        assert_eq!(
+            acc.drain(start, rules(3), false).ready,
+            vec![(tp(), 1)],
+            "two in flight leave room for one"
+        );
+        send(&mut acc, 1);
+        assert!(acc.drain(start, rules(3), false).ready.is_empty());
+        let ids: Vec<u64> = acc.queues[&tp()].batches.iter().map(|b| b.id).collect();
+        let mut sorted = ids.clone();
+        sorted.sort_unstable();
+        sorted.dedup();
+        assert_eq!(ids, sorted, "batch ids are unique and rise in queue order");
+    }
+
+    #[test]
+    fn a_recovering_partition_waits_until_nothing_is_in_flight() {
+        let start = Instant::now();
+        let mut acc = Accumulator::default();
+        let mut receivers = Vec::new();
+        for value in ["a", "b", "c"] {
+            let (r, rx) = record(value);
+            receivers.push(rx);
+            acc.append(tp(), r, 1000, 1000, start);
+        }
+        send(&mut acc, 3);
+        // The first batch's answer asks for a retry: it leaves flight, the others are
+        // still out.
+        let queue = acc.queues.get_mut(&tp()).unwrap();
+        queue.batches[0].in_flight = false;
+        queue.in_flight -= 1;
+        queue.recovering = true;
+        assert!(ready(&mut acc, start, true).is_empty());
+        let queue = acc.queues.get_mut(&tp()).unwrap();
+        for batch in queue.batches.iter_mut() {
+            batch.in_flight = false;
+        }
+        queue.in_flight = 0;
+        assert_eq!(
+            ready(&mut acc, start, false),
+            vec![(tp(), 3)],
+            "once all are back, all go again, oldest first"
+        );
+        assert!(!acc.queues[&tp()].recovering);
+    }
+
+    #[test]
+    fn backoff_delays_a_retry_and_everything_behind_it() {
         let start = Instant::now();
         let mut acc = Accumulator::default();
         let (r, _rx) = record("a");
         acc.append(tp(), r, 2000, 1000, start);
+        let (r, _rx2) = record("b");
+        acc.append(tp(), r, 2000, 1000, start);
         let queue = acc.queues.get_mut(&tp()).unwrap();
-        queue.in_flight = true;
-        assert!(
-            acc.drain(start, LINGER, 1000, TIMEOUT, true)
-                .ready
-                .is_empty()
-        );
-        let queue = acc.queues.get_mut(&tp()).unwrap();
-        queue.in_flight = false;
         queue.batches[0].retry_at = Some(start + Duration::from_millis(100));
-        let drained = acc.drain(start, LINGER, 1000, TIMEOUT, true);
+        let drained = acc.drain(start, rules(5), true);
         assert!(drained.ready.is_empty());
         assert_eq!(drained.next_check, Some(start + Duration::from_millis(100)));
         let later = start + Duration::from_millis(100);
-        assert_eq!(
-            acc.drain(later, LINGER, 1000, TIMEOUT, false).ready,
-            vec![tp()]
-        );
+        assert_eq!(ready(&mut acc, later, false), vec![(tp(), 2)]);
     }
 
     #[test]
-    fn batches_past_delivery_timeout_expire() {
+    fn batches_past_delivery_timeout_expire_only_with_nothing_in_flight() {
         let start = Instant::now();
         let mut acc = Accumulator::default();
         let (r, _rx) = record("a");
+        acc.append(tp(), r, 1000, 1000, start);
+        let (r, _rx2) = record("b");
         acc.append(tp(), r, 10, 1000, start);
-        let drained = acc.drain(start + TIMEOUT, LINGER, 1000, TIMEOUT, false);
+        send(&mut acc, 1);
+        let drained = acc.drain(start + TIMEOUT, rules(5), false);
+        assert!(drained.expired.is_empty());
+        let queue = acc.queues.get_mut(&tp()).unwrap();
+        queue.batches.pop_front();
+        queue.in_flight = 0;
+        let drained = acc.drain(start + TIMEOUT, rules(5), false);
         assert_eq!(drained.expired.len(), 1);
         assert!(acc.is_empty());
+    }
+
+    #[test]
+    fn restarting_sequences_unseals_what_is_not_in_flight() {
+        let start = Instant::now();
+        let mut acc = Accumulator::default();
+        for value in ["a", "b"] {
+            let (r, _rx) = record(value);
+            acc.append(tp(), r, 1000, 1000, start);
+        }
+        acc.next_sequences.insert(tp(), 7);
+        let queue = acc.queues.get_mut(&tp()).unwrap();
+        for (base_sequence, batch) in queue.batches.iter_mut().enumerate() {
+            batch.sealed = Some(SealedBatch {
+                bytes: Bytes::new(),
+                base_sequence: base_sequence as i32,
+                generation: 0,
+            });
+        }
+        send(&mut acc, 1);
+        acc.restart_sequences();
+        assert_eq!(acc.generation, 1);
+        assert!(acc.next_sequences.is_empty());
+        let queue = &acc.queues[&tp()];
+        assert!(queue.recovering);
+        assert!(queue.batches[0].sealed.is_some(), "in flight: left alone");
+        assert!(queue.batches[1].sealed.is_none());
     }
 
     #[test]

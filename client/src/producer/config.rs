@@ -51,6 +51,10 @@ pub struct ProducerConfig {
     pub enable_idempotence: bool,
     /// `delivery.timeout.ms` (120 s): a record not acknowledged within this of `send` fails.
     pub delivery_timeout: Duration,
+    /// `max.in.flight.requests.per.connection` (5): batches of one partition that may await
+    /// an answer at once. One is a round trip per batch; five lets a partition's batches
+    /// share the broker's group commit. Idempotence keeps order up to 5, as in Kafka.
+    pub max_in_flight: usize,
 }
 
 impl Default for ProducerConfig {
@@ -66,6 +70,7 @@ impl Default for ProducerConfig {
             compression: Compression::None,
             enable_idempotence: true,
             delivery_timeout: Duration::from_millis(120_000),
+            max_in_flight: 5,
         }
     }
 }
@@ -86,6 +91,18 @@ impl ProducerConfig {
                  acks=0 or acks=1"
                     .into(),
             ));
+        }
+        if self.max_in_flight == 0 {
+            return Err(Error::Config(
+                "max.in.flight.requests.per.connection must be at least 1".into(),
+            ));
+        }
+        if self.enable_idempotence && self.max_in_flight > 5 {
+            return Err(Error::Config(format!(
+                "enable.idempotence allows at most 5 max.in.flight.requests.per.connection \
+                 (got {}): the broker remembers only a producer's last 5 batches",
+                self.max_in_flight
+            )));
         }
         if self.batch_size_bytes == 0 || self.buffer_memory_bytes == 0 {
             return Err(Error::Config(

@@ -6,8 +6,13 @@
 //! sealed, and a retry resends the sealed bytes unchanged, so a broker that already
 //! appended a batch (say it crashed before answering) recognises the retry as a duplicate
 //! instead of appending it twice.
+//!
+//! Several batches of one partition may be in flight (`max.in.flight.requests.per.connection`).
+//! Each leader has one *pipe* task that starts that leader's requests one after another on
+//! its connection, so they reach the broker in the order they were sealed; answers are
+//! awaited apart and matched to their batches by id. See `accumulator` for the retry rules.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
@@ -20,7 +25,7 @@ use spate_protocol::messages::{InitProducerIdRequest, ProduceRequest, ProduceRes
 use spate_protocol::records::BatchBuilder;
 use tokio::sync::mpsc;
 
-use super::accumulator::{Batch, SealedBatch, TopicPartition};
+use super::accumulator::{Batch, DrainRules, SealedBatch, TopicPartition};
 use super::{Acks, RecordMetadata, Shared};
 use crate::error::{Error, error_code};
 
@@ -36,13 +41,24 @@ struct ProducerId {
 }
 
 struct Completion {
-    partitions: Vec<TopicPartition>,
+    /// The batches the request carried: partition and batch id.
+    batches: Vec<(TopicPartition, u64)>,
     result: Result<Option<ProduceResponse>, Error>,
 }
+
+/// One Produce request for a pipe to start.
+struct Outgoing {
+    request: ProduceRequest,
+    batches: Vec<(TopicPartition, u64)>,
+}
+
+/// Each leader's pipe, created on first use; they end when the sender does.
+type Pipes = HashMap<i32, mpsc::UnboundedSender<Outgoing>>;
 
 pub(crate) async fn run(shared: Arc<Shared>) {
     let (done_tx, mut done_rx) = mpsc::unbounded_channel::<Completion>();
     let mut producer_id: Option<ProducerId> = None;
+    let mut pipes = Pipes::new();
     let idempotent = shared.config.enable_idempotence;
     loop {
         if idempotent && producer_id.is_none() && !shared.lock().accumulator.is_empty() {
@@ -56,7 +72,11 @@ pub(crate) async fn run(shared: Arc<Shared>) {
                 }
             }
         }
-        let next_check = send_ready(&shared, producer_id, &done_tx);
+        let round = send_ready(&shared, producer_id, &mut pipes, &done_tx);
+        if round.restarted {
+            producer_id = None;
+        }
+        let next_check = round.next_check;
         let stop = {
             let state = shared.lock();
             let empty = state.accumulator.is_empty();
@@ -105,15 +125,21 @@ async fn init_producer_id(shared: &Shared) -> Result<ProducerId, Error> {
     })
 }
 
-fn fail_expired(shared: &Shared, now: Instant) {
+fn drain_rules(shared: &Shared) -> DrainRules {
     let config = &shared.config;
-    let drained = shared.lock().accumulator.drain(
-        now,
-        config.linger,
-        config.batch_size_bytes,
-        config.delivery_timeout,
-        false,
-    );
+    DrainRules {
+        linger: config.linger,
+        batch_size_bytes: config.batch_size_bytes,
+        delivery_timeout: config.delivery_timeout,
+        max_in_flight: config.max_in_flight,
+    }
+}
+
+fn fail_expired(shared: &Shared, now: Instant) {
+    let drained = shared
+        .lock()
+        .accumulator
+        .drain(now, drain_rules(shared), false);
     expire(shared, drained.expired);
 }
 
@@ -134,79 +160,98 @@ fn expire(shared: &Shared, expired: Vec<(TopicPartition, Batch)>) {
     }
 }
 
+/// What `send_ready` did that the loop must act on.
+struct SendRound {
+    next_check: Option<Instant>,
+    /// Sequence numbering restarted: a new producer id is needed before the next seal.
+    restarted: bool,
+}
+
 /// Seals and sends every ready batch; returns when to look again.
 fn send_ready(
     shared: &Arc<Shared>,
     producer_id: Option<ProducerId>,
+    pipes: &mut Pipes,
     done_tx: &mpsc::UnboundedSender<Completion>,
-) -> Option<Instant> {
+) -> SendRound {
     let config = &shared.config;
     let metadata = shared.client.metadata();
-    let mut by_leader: BTreeMap<i32, Vec<(TopicPartition, Bytes)>> = BTreeMap::new();
-    let mut request_sizes: BTreeMap<i32, usize> = BTreeMap::new();
-    let mut deferred = false;
+    let mut requests: BTreeMap<i32, Vec<PlannedRequest>> = BTreeMap::new();
     let mut unknown_leaders: Vec<String> = Vec::new();
     let mut failed: Vec<(TopicPartition, Batch, Error)> = Vec::new();
-    let (expired, next_check) = {
+    let (expired, next_check, restarted) = {
         let mut state = shared.lock();
         let flushing = state.flushers > 0 || state.closed;
-        let drained = state.accumulator.drain(
-            Instant::now(),
-            config.linger,
-            config.batch_size_bytes,
-            config.delivery_timeout,
-            flushing,
-        );
+        let drained = state
+            .accumulator
+            .drain(Instant::now(), drain_rules(shared), flushing);
+        // Sealing needs a producer id when idempotent; without one, wait for the loop to
+        // fetch it (it does before calling here whenever anything is queued).
+        let can_seal = producer_id.is_some() || !config.enable_idempotence;
         let accumulator = &mut state.accumulator;
-        for tp in drained.ready {
+        let generation = accumulator.generation;
+        for (tp, count) in drained.ready {
             let Some(leader) = metadata.leader(&tp.0, tp.1) else {
                 unknown_leaders.push(tp.0.clone());
                 continue;
             };
-            let next_sequence = accumulator.next_sequences.get(&tp).copied().unwrap_or(0);
-            let Some(queue) = accumulator.queues.get_mut(&tp) else {
-                continue;
-            };
-            let Some(batch) = queue.batches.front_mut() else {
-                continue;
-            };
-            if batch.sealed.is_none() {
-                match seal(batch, config.compression, producer_id, next_sequence) {
-                    Ok(sealed) => {
-                        let next = advance_sequence(next_sequence, batch.records.len());
-                        batch.sealed = Some(sealed);
-                        accumulator.next_sequences.insert(tp.clone(), next);
+            let leader_requests = requests.entry(leader).or_default();
+            // This partition's next batch goes in a later request than its previous one.
+            let mut earliest_request = 0;
+            for _ in 0..count {
+                let next_sequence = accumulator.next_sequences.get(&tp).copied().unwrap_or(0);
+                let Some(queue) = accumulator.queues.get_mut(&tp) else {
+                    break;
+                };
+                let index = queue.in_flight;
+                let Some(batch) = queue.batches.get_mut(index) else {
+                    break;
+                };
+                if batch.sealed.is_none() {
+                    if !can_seal {
+                        break;
                     }
-                    Err(error) => {
-                        if let Some(batch) = queue.batches.pop_front() {
-                            failed.push((tp.clone(), batch, error));
+                    match seal(
+                        batch,
+                        config.compression,
+                        producer_id,
+                        next_sequence,
+                        generation,
+                    ) {
+                        Ok(sealed) => {
+                            let next = advance_sequence(next_sequence, batch.records.len());
+                            batch.sealed = Some(sealed);
+                            accumulator.next_sequences.insert(tp.clone(), next);
                         }
-                        continue;
+                        Err(error) => {
+                            // Nothing was numbered, so no gap: later batches are unaffected.
+                            if let Some(batch) = queue.batches.remove(index) {
+                                failed.push((tp.clone(), batch, error));
+                            }
+                            continue;
+                        }
                     }
                 }
+                let Some(sealed) = &batch.sealed else {
+                    break;
+                };
+                let bytes = sealed.bytes.clone();
+                tracing::trace!(topic = %tp.0, partition = tp.1, base_sequence = sealed.base_sequence, attempt = batch.attempts + 1, "sending batch");
+                batch.attempts += 1;
+                batch.in_flight = true;
+                let id = batch.id;
+                queue.in_flight += 1;
+                earliest_request = plan(
+                    leader_requests,
+                    earliest_request,
+                    &tp,
+                    id,
+                    bytes,
+                    config.max_request_size_bytes,
+                ) + 1;
             }
-            let Some(sealed) = &batch.sealed else {
-                continue;
-            };
-            // Keep each Produce request within max.request.size, as Kafka's sender does; a
-            // batch that does not fit goes in the next request, right after this one.
-            let request_bytes = request_sizes.entry(leader).or_insert(0);
-            if *request_bytes > 0
-                && *request_bytes + sealed.bytes.len() > config.max_request_size_bytes
-            {
-                deferred = true;
-                continue;
-            }
-            *request_bytes += sealed.bytes.len();
-            batch.attempts += 1;
-            queue.in_flight = true;
-            tracing::trace!(topic = %tp.0, partition = tp.1, base_sequence = sealed.base_sequence, attempt = batch.attempts, "sending batch");
-            by_leader
-                .entry(leader)
-                .or_default()
-                .push((tp.clone(), sealed.bytes.clone()));
         }
-        (drained.expired, drained.next_check)
+        (drained.expired, drained.next_check, drained.restarted)
     };
     expire(shared, expired);
     for ((topic, partition), batch, error) in failed {
@@ -222,13 +267,64 @@ fn send_ready(
     if !unknown_leaders.is_empty() {
         spawn_refresh(shared, unknown_leaders);
     }
-    for (leader, batches) in by_leader {
-        spawn_produce(shared, leader, batches, done_tx.clone());
+    for (leader, planned) in requests {
+        let pipe = pipes
+            .entry(leader)
+            .or_insert_with(|| spawn_pipe(shared, leader, done_tx.clone()));
+        for request in planned {
+            let outgoing = produce_request(config, request);
+            if let Err(mpsc::error::SendError(outgoing)) = pipe.send(outgoing) {
+                // The pipe task is gone (it only ends when the runtime shuts down); answer
+                // for it so the batches are not stranded in flight.
+                let _ = done_tx.send(Completion {
+                    batches: outgoing.batches,
+                    result: Err(Error::Closed("producer")),
+                });
+            }
+        }
     }
-    if deferred {
-        return Some(Instant::now());
+    SendRound {
+        next_check,
+        restarted,
     }
-    next_check
+}
+
+/// Batches bound for one leader in one Produce request.
+#[derive(Default)]
+struct PlannedRequest {
+    batches: Vec<(TopicPartition, u64, Bytes)>,
+    partitions: BTreeSet<TopicPartition>,
+    size_bytes: usize,
+}
+
+/// Puts a batch in the first request at or after `earliest` that does not already carry its
+/// partition (Kafka takes one batch per partition per request) and stays within
+/// `max.request.size`; returns that request's index.
+fn plan(
+    requests: &mut Vec<PlannedRequest>,
+    earliest: usize,
+    tp: &TopicPartition,
+    id: u64,
+    bytes: Bytes,
+    max_request_size_bytes: usize,
+) -> usize {
+    let fits = |request: &PlannedRequest| {
+        !request.partitions.contains(tp)
+            && (request.size_bytes == 0
+                || request.size_bytes + bytes.len() <= max_request_size_bytes)
+    };
+    let index = match requests.iter().skip(earliest).position(fits) {
+        Some(offset) => earliest + offset,
+        None => {
+            requests.push(PlannedRequest::default());
+            requests.len() - 1
+        }
+    };
+    let request = &mut requests[index];
+    request.size_bytes += bytes.len();
+    request.partitions.insert(tp.clone());
+    request.batches.push((tp.clone(), id, bytes));
+    index
 }
 
 /// Builds the batch's wire bytes once; every retry resends exactly these.
@@ -237,6 +333,7 @@ fn seal(
     compression: spate_protocol::records::Compression,
     producer_id: Option<ProducerId>,
     base_sequence: i32,
+    generation: u64,
 ) -> Result<SealedBatch, Error> {
     let mut builder = BatchBuilder::new().compression(compression);
     let base_sequence = match producer_id {
@@ -257,6 +354,7 @@ fn seal(
     Ok(SealedBatch {
         bytes,
         base_sequence,
+        generation,
     })
 }
 
@@ -284,16 +382,10 @@ fn spawn_refresh(shared: &Arc<Shared>, mut topics: Vec<String>) {
     });
 }
 
-fn spawn_produce(
-    shared: &Arc<Shared>,
-    leader: i32,
-    batches: Vec<(TopicPartition, Bytes)>,
-    done_tx: mpsc::UnboundedSender<Completion>,
-) {
-    let config = &shared.config;
+fn produce_request(config: &super::ProducerConfig, planned: PlannedRequest) -> Outgoing {
     let mut topics: BTreeMap<String, Vec<PartitionProduceData>> = BTreeMap::new();
-    let mut partitions = Vec::with_capacity(batches.len());
-    for ((topic, partition), bytes) in batches {
+    let mut batches = Vec::with_capacity(planned.batches.len());
+    for ((topic, partition), id, bytes) in planned.batches {
         topics
             .entry(topic.clone())
             .or_default()
@@ -302,7 +394,7 @@ fn spawn_produce(
                 records: Some(bytes),
                 ..Default::default()
             });
-        partitions.push((topic, partition));
+        batches.push(((topic, partition), id));
     }
     let request = ProduceRequest {
         transactional_id: None,
@@ -322,23 +414,56 @@ fn spawn_produce(
             .collect(),
         ..Default::default()
     };
+    Outgoing { request, batches }
+}
+
+/// Starts a leader's pipe: it writes that leader's requests in the order they come, each
+/// after the previous one is queued on the connection, and awaits answers apart so several
+/// can be in flight.
+fn spawn_pipe(
+    shared: &Arc<Shared>,
+    leader: i32,
+    done_tx: mpsc::UnboundedSender<Completion>,
+) -> mpsc::UnboundedSender<Outgoing> {
+    let (tx, mut rx) = mpsc::unbounded_channel::<Outgoing>();
     let client = shared.client.clone();
-    let acks = config.acks;
+    let acks = shared.config.acks;
     tokio::spawn(async move {
-        let result = async {
-            let connection = client.connection_to_node(leader).await?;
-            if acks == Acks::None {
-                connection
-                    .send_without_response(&request)
-                    .await
-                    .map(|()| None)
-            } else {
-                connection.send(&request).await.map(Some)
+        while let Some(Outgoing { request, batches }) = rx.recv().await {
+            let started = async {
+                let connection = client.connection_to_node(leader).await?;
+                if acks == Acks::None {
+                    connection.send_without_response(&request).await?;
+                    Ok(None)
+                } else {
+                    connection.start(&request).await.map(Some)
+                }
+            }
+            .await;
+            match started {
+                Ok(Some(pending)) => {
+                    let done_tx = done_tx.clone();
+                    tokio::spawn(async move {
+                        let result = pending.response().await.map(Some);
+                        let _ = done_tx.send(Completion { batches, result });
+                    });
+                }
+                Ok(None) => {
+                    let _ = done_tx.send(Completion {
+                        batches,
+                        result: Ok(None),
+                    });
+                }
+                Err(error) => {
+                    let _ = done_tx.send(Completion {
+                        batches,
+                        result: Err(error),
+                    });
+                }
             }
         }
-        .await;
-        let _ = done_tx.send(Completion { partitions, result });
     });
+    tx
 }
 
 /// What happened to one partition's in-flight batch.
@@ -357,82 +482,104 @@ enum Outcome {
 /// Applies a Produce answer; returns whether the producer id must be renewed.
 fn handle_completion(shared: &Arc<Shared>, completion: Completion) -> bool {
     let mut refresh_topics = Vec::new();
-    let mut reset = false;
-    for tp in &completion.partitions {
-        let outcome = outcome_for(tp, &completion.result);
-        let (topic, partition) = tp;
+    let mut restart = false;
+    let mut released_bytes = 0;
+    {
         let mut state = shared.lock();
-        let Some(queue) = state.accumulator.queues.get_mut(tp) else {
-            continue;
-        };
-        queue.in_flight = false;
-        let finished = match outcome {
-            Outcome::Delivered {
-                base_offset,
-                log_append_time_ms,
-            } => queue.batches.pop_front().map(|batch| {
-                let topic = topic.clone();
-                batch.complete(move |index, record| {
-                    Ok(RecordMetadata {
-                        topic: topic.clone(),
-                        partition: *partition,
-                        offset: if base_offset < 0 {
-                            -1
-                        } else {
-                            base_offset + index as i64
-                        },
-                        timestamp_ms: if log_append_time_ms >= 0 {
-                            log_append_time_ms
-                        } else {
-                            record.timestamp_ms
-                        },
+        let accumulator = &mut state.accumulator;
+        let generation = accumulator.generation;
+        for (tp, id) in &completion.batches {
+            let (topic, partition) = tp;
+            let Some(queue) = accumulator.queues.get_mut(tp) else {
+                continue;
+            };
+            let Some(index) = queue.position(*id) else {
+                continue;
+            };
+            let batch = &mut queue.batches[index];
+            if !batch.in_flight {
+                continue;
+            }
+            batch.in_flight = false;
+            queue.in_flight -= 1;
+            let (numbered, stale) = batch.sealed.as_ref().map_or((false, false), |sealed| {
+                (sealed.base_sequence >= 0, sealed.generation != generation)
+            });
+            let outcome = match outcome_for(tp, &completion.result) {
+                // A refusal of the sequence is only the broker's word on *this* batch when
+                // it is the oldest one unacknowledged and numbered under the current producer
+                // id. Otherwise an earlier batch's failure or a renumbering caused it, and
+                // the batch goes again behind the ones before it.
+                Outcome::SequenceReset(error) if index > 0 || stale => Outcome::Retry(error),
+                outcome => outcome,
+            };
+            let finished = match outcome {
+                Outcome::Delivered {
+                    base_offset,
+                    log_append_time_ms,
+                } => queue.batches.remove(index).map(|batch| {
+                    let topic = topic.clone();
+                    batch.complete(move |index, record| {
+                        Ok(RecordMetadata {
+                            topic: topic.clone(),
+                            partition: *partition,
+                            offset: if base_offset < 0 {
+                                -1
+                            } else {
+                                base_offset + index as i64
+                            },
+                            timestamp_ms: if log_append_time_ms >= 0 {
+                                log_append_time_ms
+                            } else {
+                                record.timestamp_ms
+                            },
+                        })
                     })
-                })
-            }),
-            Outcome::Retry(error) => {
-                if error.needs_metadata_refresh() {
-                    refresh_topics.push(topic.clone());
-                }
-                tracing::debug!(%error, %topic, partition, "produce will be retried");
-                if let Some(batch) = queue.batches.front_mut() {
+                }),
+                Outcome::Retry(error) => {
+                    if error.needs_metadata_refresh() {
+                        refresh_topics.push(topic.clone());
+                    }
+                    tracing::debug!(%error, %topic, partition, "produce will be retried");
                     batch.retry_at = Some(Instant::now() + shared.config.client.retry_backoff);
                     batch.last_error = Some(error);
+                    if stale {
+                        batch.sealed = None;
+                    }
+                    queue.recovering = true;
+                    None
                 }
-                None
-            }
-            Outcome::Failed(error) => queue
-                .batches
-                .pop_front()
-                .map(|batch| batch.complete(|_, _| Err(error.clone()))),
-            Outcome::SequenceReset(error) => {
-                reset = true;
-                queue
-                    .batches
-                    .pop_front()
-                    .map(|batch| batch.complete(|_, _| Err(error.clone())))
-            }
-        };
-        drop(state);
-        if let Some(bytes) = finished {
-            shared.release_memory(bytes);
+                Outcome::Failed(error) => {
+                    // A numbered batch that never reached the log leaves a gap the broker
+                    // would refuse every later batch for: number afresh.
+                    restart |= numbered && !stale;
+                    queue
+                        .batches
+                        .remove(index)
+                        .map(|batch| batch.complete(|_, _| Err(error.clone())))
+                }
+                Outcome::SequenceReset(error) => {
+                    restart = true;
+                    queue
+                        .batches
+                        .remove(index)
+                        .map(|batch| batch.complete(|_, _| Err(error.clone())))
+                }
+            };
+            released_bytes += finished.unwrap_or(0);
+        }
+        if restart {
+            accumulator.restart_sequences();
         }
     }
-    if reset {
-        let mut state = shared.lock();
-        state.accumulator.next_sequences.clear();
-        for queue in state.accumulator.queues.values_mut() {
-            for batch in queue.batches.iter_mut() {
-                if !queue.in_flight {
-                    batch.sealed = None;
-                }
-            }
-        }
+    if released_bytes > 0 {
+        shared.release_memory(released_bytes);
     }
     if !refresh_topics.is_empty() {
         spawn_refresh(shared, refresh_topics);
     }
     shared.wake.notify_one();
-    reset
+    restart
 }
 
 fn outcome_for(tp: &TopicPartition, result: &Result<Option<ProduceResponse>, Error>) -> Outcome {
