@@ -104,6 +104,10 @@ pub struct LoadArgs {
     /// `linger.ms`.
     #[arg(long, default_value_t = 5)]
     pub linger_ms: u64,
+    /// `max.in.flight.requests.per.connection`: batches of one partition awaiting an answer
+    /// at once (at most 5 with acks=all, which makes the producer idempotent).
+    #[arg(long, default_value_t = 5)]
+    pub max_in_flight: usize,
     #[arg(long, value_enum, default_value_t = AcksArg::All)]
     pub acks: AcksArg,
     #[arg(long, value_enum, default_value_t = CompressionArg::None)]

@@ -30,6 +30,7 @@ fn base_load(args: &SuiteArgs) -> LoadArgs {
         keys: false,
         batch_size: BATCH_BYTES,
         linger_ms: 5,
+        max_in_flight: 5,
         acks: AcksArg::All,
         compression: CompressionArg::None,
         rate: 1_000.0,

@@ -114,6 +114,7 @@ pub fn producer_config(bootstrap: &str, load: &LoadArgs) -> ProducerConfig {
     config.enable_idempotence = config.acks == Acks::All;
     config.linger = Duration::from_millis(load.linger_ms);
     config.batch_size_bytes = load.batch_size.max(1);
+    config.max_in_flight = load.max_in_flight.max(1);
     config.max_request_size_bytes = config
         .max_request_size_bytes
         .max(load.record_size.max_bytes + 1024);
