@@ -5,6 +5,8 @@
 //! shard runs it against state only that shard touches. It does not speak Kafka: errors are
 //! typed here and mapped to Kafka codes by the server's handlers.
 
+mod create;
+
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, RwLock};
@@ -351,50 +353,6 @@ impl Engine {
             .await
     }
 
-    /// Creates a partition on the least-loaded shard; placement is persisted first, so a crash
-    /// in between leaves at worst an entry the next start drops.
-    pub async fn create_partition(
-        &self,
-        tp: TopicPartition,
-        config: LogConfig,
-    ) -> Result<ShardId, EngineError> {
-        validate_name(&tp)?;
-        let shard = {
-            let mut placement = self
-                .inner
-                .placement
-                .lock()
-                .map_err(|_| EngineError::PartitionExists(tp.clone()))?;
-            match placement.assign(tp.clone()) {
-                Ok(shard) => {
-                    self.publish_routes(&placement);
-                    shard
-                }
-                Err(PlacementError::AlreadyPlaced(tp)) => {
-                    return Err(EngineError::PartitionExists(tp));
-                }
-                Err(error) => return Err(error.into()),
-            }
-        };
-        let data_dir = self.inner.data_dir.clone();
-        let name = tp.clone();
-        let opened = self
-            .invoke_on(shard, move |context| {
-                let result = partition_table::open_partition(context, &data_dir, name, config);
-                Box::pin(async move { result })
-            })
-            .await
-            .and_then(|r| r);
-        if let Err(error) = opened {
-            if let Ok(mut placement) = self.inner.placement.lock() {
-                let _ = placement.remove(&tp);
-                self.publish_routes(&placement);
-            }
-            return Err(error);
-        }
-        Ok(shard)
-    }
-
     /// Deletes a partition and its data. In-flight appends finish first; readers holding
     /// slices keep reading the unlinked files.
     pub async fn delete_partition(&self, tp: &TopicPartition) -> Result<(), EngineError> {
@@ -536,10 +494,10 @@ fn shard_init(
             .get(context.shard_id().0)
             .cloned()
             .unwrap_or_default();
-        for tp in names {
-            if let Err(error) =
-                partition_table::open_partition(context, &data_dir, tp.clone(), log_config.clone())
-            {
+        let opened =
+            partition_table::open_partitions(context, &data_dir, names.clone(), log_config.clone());
+        for (tp, outcome) in names.into_iter().zip(opened) {
+            if let Err(error) = outcome {
                 tracing::error!(partition = %tp, %error, "partition failed to open; it is offline");
                 if let Ok(mut offline) = offline.lock() {
                     offline.push((tp, error.to_string()));

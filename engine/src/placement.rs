@@ -9,7 +9,7 @@
 //! so two restarts with the same count agree. This is control-plane state: it is consulted to
 //! route a call, never on a shard's data path.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::fs;
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
@@ -112,24 +112,59 @@ impl Placement {
 
     /// Places a new partition on the least-loaded shard and persists the table.
     pub fn assign(&mut self, tp: TopicPartition) -> Result<ShardId, PlacementError> {
-        if self.shards.contains_key(&tp) {
-            return Err(PlacementError::AlreadyPlaced(tp));
+        let shards = self.assign_all(std::slice::from_ref(&tp))?;
+        shards
+            .first()
+            .copied()
+            .ok_or(PlacementError::AlreadyPlaced(tp))
+    }
+
+    /// Places new partitions, in order, each on the least-loaded shard at its turn, and
+    /// persists the table once: creating a topic of n partitions costs one table write, not
+    /// n. All or nothing: if any is already placed (or listed twice) or the write fails,
+    /// nothing changes.
+    pub fn assign_all(&mut self, tps: &[TopicPartition]) -> Result<Vec<ShardId>, PlacementError> {
+        let mut listed = BTreeSet::new();
+        for tp in tps {
+            if self.shards.contains_key(tp) || !listed.insert(tp) {
+                return Err(PlacementError::AlreadyPlaced(tp.clone()));
+            }
         }
-        let shard = self.least_loaded();
-        self.shards.insert(tp.clone(), shard);
+        let mut counts = self.load_per_shard();
+        let shards: Vec<ShardId> = tps
+            .iter()
+            .map(|tp| {
+                let shard = take_least_loaded(&mut counts);
+                self.shards.insert(tp.clone(), shard);
+                shard
+            })
+            .collect();
         if let Err(error) = self.persist() {
-            self.shards.remove(&tp);
+            for tp in tps {
+                self.shards.remove(tp);
+            }
             return Err(error);
         }
-        Ok(shard)
+        Ok(shards)
     }
 
     /// Forgets a partition and persists the table. Unknown partitions are a no-op.
     pub fn remove(&mut self, tp: &TopicPartition) -> Result<(), PlacementError> {
-        if let Some(shard) = self.shards.remove(tp)
-            && let Err(error) = self.persist()
-        {
-            self.shards.insert(tp.clone(), shard);
+        self.remove_all(std::slice::from_ref(tp))
+    }
+
+    /// Forgets partitions and persists the table once. Unknown partitions are skipped; if
+    /// the write fails, nothing changes.
+    pub fn remove_all(&mut self, tps: &[TopicPartition]) -> Result<(), PlacementError> {
+        let removed: Vec<(TopicPartition, ShardId)> = tps
+            .iter()
+            .filter_map(|tp| self.shards.remove(tp).map(|shard| (tp.clone(), shard)))
+            .collect();
+        if removed.is_empty() {
+            return Ok(());
+        }
+        if let Err(error) = self.persist() {
+            self.shards.extend(removed);
             return Err(error);
         }
         Ok(())
@@ -144,11 +179,11 @@ impl Placement {
         let before = self.shards.clone();
         self.shards
             .retain(|tp, _| on_disk.binary_search(tp).is_ok());
+        let mut counts = self.load_per_shard();
         for tp in on_disk {
-            if !self.shards.contains_key(&tp) {
-                let shard = self.least_loaded();
-                self.shards.insert(tp, shard);
-            }
+            self.shards
+                .entry(tp)
+                .or_insert_with(|| take_least_loaded(&mut counts));
         }
         if self.shards != before {
             self.persist()?;
@@ -160,32 +195,40 @@ impl Placement {
         names.sort();
         names.dedup();
         self.shards.clear();
+        let mut counts = vec![0usize; self.shard_count];
         for tp in names {
-            let shard = self.least_loaded();
+            let shard = take_least_loaded(&mut counts);
             self.shards.insert(tp, shard);
         }
     }
 
-    fn least_loaded(&self) -> ShardId {
-        let counts = self.load_per_shard();
-        let (index, _) = counts
-            .iter()
-            .enumerate()
-            .min_by_key(|(index, count)| (**count, *index))
-            .unwrap_or((0, &0));
-        ShardId(index)
-    }
-
     fn persist(&self) -> Result<(), PlacementError> {
+        use std::fmt::Write as _;
         let mut text = format!("{HEADER_PREFIX}{}\n", self.shard_count);
         for (tp, shard) in &self.shards {
-            text.push_str(&format!("{}\t{}\t{}\n", tp.topic, tp.partition, shard.0));
+            // Writing to a String cannot fail.
+            let _ = writeln!(text, "{}\t{}\t{}", tp.topic, tp.partition, shard.0);
         }
         write_atomically(&self.path, text.as_bytes()).map_err(|source| PlacementError::Io {
             path: self.path.clone(),
             source,
         })
     }
+}
+
+/// The least-loaded shard (ties to the lowest id), counted as now holding one more partition.
+/// `counts` is kept by the caller so placing n partitions costs O(n × shards), not O(n²).
+fn take_least_loaded(counts: &mut [usize]) -> ShardId {
+    let index = counts
+        .iter()
+        .enumerate()
+        .min_by_key(|(index, count)| (**count, *index))
+        .map(|(index, _)| index)
+        .unwrap_or(0);
+    if let Some(count) = counts.get_mut(index) {
+        *count += 1;
+    }
+    ShardId(index)
 }
 
 fn read_bounded(path: &Path) -> io::Result<String> {
@@ -282,6 +325,58 @@ mod tests {
             placement.assign(tp("u", 0)),
             Err(PlacementError::AlreadyPlaced(_))
         ));
+    }
+
+    #[test]
+    fn assign_all_balances_like_one_by_one_and_persists_the_batch() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut placement = Placement::load(dir.path(), 3).unwrap();
+        placement.assign(tp("a", 0)).unwrap();
+        let batch: Vec<TopicPartition> = (0..5).map(|p| tp("b", p)).collect();
+        let shards = placement.assign_all(&batch).unwrap();
+        assert_eq!(
+            shards.iter().map(|s| s.0).collect::<Vec<_>>(),
+            vec![1, 2, 0, 1, 2]
+        );
+        assert_eq!(placement.load_per_shard(), vec![2, 2, 2]);
+        let reloaded = Placement::load(dir.path(), 3).unwrap();
+        assert_eq!(reloaded.partitions(), placement.partitions());
+    }
+
+    #[test]
+    fn assign_all_refuses_the_whole_batch_if_one_is_placed_or_listed_twice() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut placement = Placement::load(dir.path(), 2).unwrap();
+        placement.assign(tp("t", 1)).unwrap();
+        let before = placement.partitions();
+        for batch in [
+            vec![tp("t", 0), tp("t", 1), tp("t", 2)],
+            vec![tp("u", 0), tp("u", 1), tp("u", 0)],
+        ] {
+            assert!(matches!(
+                placement.assign_all(&batch),
+                Err(PlacementError::AlreadyPlaced(_))
+            ));
+            assert_eq!(placement.partitions(), before);
+        }
+        assert_eq!(Placement::load(dir.path(), 2).unwrap().partitions(), before);
+    }
+
+    #[test]
+    fn remove_all_forgets_the_listed_partitions_and_skips_unknown_ones() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut placement = Placement::load(dir.path(), 2).unwrap();
+        let batch: Vec<TopicPartition> = (0..4).map(|p| tp("t", p)).collect();
+        placement.assign_all(&batch).unwrap();
+        placement
+            .remove_all(&[tp("t", 1), tp("t", 3), tp("never", 0)])
+            .unwrap();
+        let expected = vec![(tp("t", 0), ShardId(0)), (tp("t", 2), ShardId(0))];
+        assert_eq!(placement.partitions(), expected);
+        assert_eq!(
+            Placement::load(dir.path(), 2).unwrap().partitions(),
+            expected
+        );
     }
 
     #[test]

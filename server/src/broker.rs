@@ -15,7 +15,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use spate_engine::{Engine, EngineConfig, ShardContext, ShardId, TopicPartition};
+use spate_engine::{Engine, EngineConfig, LogConfig, ShardContext, ShardId, TopicPartition};
 use tokio::sync::watch;
 
 use crate::ServerConfig;
@@ -197,16 +197,16 @@ async fn reconcile(engine: &Engine, metadata: &MetadataStore) -> Result<(), Serv
         engine.partitions().into_iter().map(|(tp, _)| tp).collect();
     let image = metadata.image();
     for topic in image.topics() {
+        let mut missing = Vec::new();
         for partition in 0..topic.partition_count {
             let tp = TopicPartition::new(topic.name.clone(), partition);
             if existing.contains(&tp) {
                 engine.set_config(&tp, topic.log_config.clone()).await?;
             } else {
-                engine
-                    .create_partition(tp, topic.log_config.clone())
-                    .await?;
+                missing.push(tp);
             }
         }
+        create_all(engine, missing, topic.log_config.clone()).await?;
     }
     let mut orphans: BTreeMap<Arc<str>, i32> = BTreeMap::new();
     for tp in &existing {
@@ -218,15 +218,28 @@ async fn reconcile(engine: &Engine, metadata: &MetadataStore) -> Result<(), Serv
     for (name, partition_count) in orphans {
         tracing::warn!(topic = %name, partition_count, "adopting partitions found on disk but missing from the metadata");
         let topic: Topic = metadata.new_topic(&name, partition_count, BTreeMap::new())?;
-        for partition in 0..partition_count {
-            let tp = TopicPartition::new(name.clone(), partition);
-            if !existing.contains(&tp) {
-                engine
-                    .create_partition(tp, topic.log_config.clone())
-                    .await?;
-            }
-        }
+        let missing: Vec<TopicPartition> = (0..partition_count)
+            .map(|partition| TopicPartition::new(name.clone(), partition))
+            .filter(|tp| !existing.contains(tp))
+            .collect();
+        create_all(engine, missing, topic.log_config.clone()).await?;
         metadata.insert_topic(topic)?;
+    }
+    Ok(())
+}
+
+/// Creates `tps` in one engine call; fails with the first partition that could not be
+/// created.
+async fn create_all(
+    engine: &Engine,
+    tps: Vec<TopicPartition>,
+    log_config: LogConfig,
+) -> Result<(), ServerError> {
+    if tps.is_empty() {
+        return Ok(());
+    }
+    for outcome in engine.create_partitions(tps, log_config).await? {
+        outcome?;
     }
     Ok(())
 }

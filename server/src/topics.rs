@@ -244,20 +244,34 @@ fn check_broker_capacity(partition_count_after: i64) -> Result<(), TopicError> {
     Ok(())
 }
 
+/// Creates partitions `from_partition..` of `topic` in one engine call (one placement write
+/// and one call per shard, however many partitions). The first partition that failed is
+/// reported; the others that failed are logged.
 async fn create_partitions_in_engine(
     broker: &Broker,
     topic: &Topic,
     from_partition: i32,
 ) -> Result<(), TopicError> {
-    for partition in from_partition..topic.partition_count {
-        let tp = TopicPartition::new(topic.name.clone(), partition);
-        broker
-            .engine
-            .create_partition(tp, topic.log_config.clone())
-            .await
-            .map_err(|e| TopicError::Engine(e.to_string()))?;
+    let tps: Vec<TopicPartition> = (from_partition..topic.partition_count)
+        .map(|partition| TopicPartition::new(topic.name.clone(), partition))
+        .collect();
+    let outcomes = broker
+        .engine
+        .create_partitions(tps, topic.log_config.clone())
+        .await
+        .map_err(|e| TopicError::Engine(e.to_string()))?;
+    let mut first_error = None;
+    for error in outcomes.into_iter().filter_map(Result::err) {
+        if first_error.is_none() {
+            first_error = Some(error);
+        } else {
+            tracing::warn!(topic = %topic.name, %error, "creating a partition failed");
+        }
     }
-    Ok(())
+    match first_error {
+        Some(error) => Err(TopicError::Engine(error.to_string())),
+        None => Ok(()),
+    }
 }
 
 /// Deleting or repartitioning `__consumer_offsets` would lose or strand every group's

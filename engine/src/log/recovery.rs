@@ -35,6 +35,28 @@ impl PartitionLog {
         config: LogConfig,
         now_ms: i64,
     ) -> Result<Self, LogError> {
+        let (log, dir_unsynced) = Self::open_leaving_dir_sync(dir, name, config, now_ms)?;
+        if dir_unsynced {
+            sync_dir(dir).map_err(|source| LogError::Io {
+                partition: log.name.clone(),
+                path: dir.to_path_buf(),
+                source,
+            })?;
+        }
+        Ok(log)
+    }
+
+    /// [`PartitionLog::open`], except that when it creates the first segment it leaves the
+    /// fsync of `dir` to the caller and returns `true`. Creating many partitions at once, the
+    /// caller creates them all, then syncs the folders, so shared metadata is written once
+    /// rather than per partition. The log must not be served before that sync, or its first
+    /// segment could vanish in a crash.
+    pub(crate) fn open_leaving_dir_sync(
+        dir: &Path,
+        name: TopicPartition,
+        config: LogConfig,
+        now_ms: i64,
+    ) -> Result<(Self, bool), LogError> {
         let io_error = |path: &Path| {
             let name = name.clone();
             let path = path.to_path_buf();
@@ -69,10 +91,11 @@ impl PartitionLog {
             epochs,
         };
         log.recover_segments(&bases, recovery_point.unwrap_or(0), now_ms)?;
+        let mut dir_unsynced = false;
         if log.segments.is_empty() {
             let base = bases.first().copied().unwrap_or(0);
             let file = SegmentFile::create(dir, base).map_err(io_error(dir))?;
-            sync_dir(dir).map_err(io_error(dir))?;
+            dir_unsynced = true;
             log.segments.push(Segment::new(Arc::new(file), now_ms));
             log.next_offset = base;
         }
@@ -137,7 +160,7 @@ impl PartitionLog {
         for segment in &mut log.segments[..sealable] {
             segment.seal();
         }
-        Ok(log)
+        Ok((log, dir_unsynced))
     }
 
     /// Scans each segment in order, stopping at the first damage (cutting it if it is a torn

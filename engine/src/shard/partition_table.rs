@@ -5,7 +5,8 @@
 //! by another task. Everything here is reached through `invoke_on` from the engine facade.
 
 use std::cell::{Cell, RefCell};
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
+use std::io;
 use std::path::{Path, PathBuf};
 use std::rc::Rc;
 use std::time::Duration;
@@ -87,18 +88,81 @@ fn slot_of(context: &ShardContext, tp: &TopicPartition) -> Result<Rc<PartitionSl
         .ok_or_else(|| EngineError::UnknownPartition(tp.clone()))
 }
 
-/// Opens (recovering) the log of `tp` in `data_dir` on this shard and starts its timers.
-pub(crate) fn open_partition(
+/// Opens (recovering, or creating) the logs of `tps` on this shard and starts their timers.
+/// Returns one result per partition, in order; one that fails does not stop the others.
+///
+/// Created partitions are durable before they are served, but their folder syncs are
+/// batched: every log is opened first, then each new partition folder is fsynced and
+/// `data_dir` once. Syncing after all the creations lets the filesystem write each metadata
+/// block once (on a journaling one, the first sync commits them all) instead of once per
+/// partition.
+pub(crate) fn open_partitions(
     context: &ShardContext,
     data_dir: &Path,
-    tp: TopicPartition,
+    tps: Vec<TopicPartition>,
     config: LogConfig,
-) -> Result<(), EngineError> {
-    if context.partitions().get(&tp).is_some() {
-        return Err(EngineError::PartitionExists(tp));
+) -> Vec<Result<(), EngineError>> {
+    let mut results: Vec<Result<(), EngineError>> = Vec::with_capacity(tps.len());
+    let mut opened = Vec::new();
+    let mut listed = HashSet::new();
+    for (index, tp) in tps.into_iter().enumerate() {
+        if context.partitions().get(&tp).is_some() || !listed.insert(tp.clone()) {
+            results.push(Err(EngineError::PartitionExists(tp)));
+            continue;
+        }
+        let dir = data_dir.join(tp.dir_name());
+        match PartitionLog::open_leaving_dir_sync(&dir, tp.clone(), config.clone(), now_ms()) {
+            Ok((log, dir_unsynced)) => {
+                results.push(Ok(()));
+                opened.push((index, tp, dir, log, dir_unsynced));
+            }
+            Err(error) => results.push(Err(error.into())),
+        }
     }
-    let dir = data_dir.join(tp.dir_name());
-    let log = PartitionLog::open(&dir, tp.clone(), config, now_ms())?;
+    let any_created = opened.iter().any(|(.., dir_unsynced)| *dir_unsynced);
+    let mut synced = Vec::with_capacity(opened.len());
+    for (index, tp, dir, log, dir_unsynced) in opened {
+        let sync = if dir_unsynced { sync_dir(&dir) } else { Ok(()) };
+        synced.push((index, tp, dir, log, sync));
+    }
+    // The new folders' names live in `data_dir`: one sync covers them all.
+    let data_dir_sync = if any_created {
+        sync_dir(data_dir)
+    } else {
+        Ok(())
+    };
+    for (index, tp, dir, log, sync) in synced {
+        let sync = sync.and_then(|()| match &data_dir_sync {
+            Ok(()) => Ok(()),
+            Err(error) => Err(io::Error::new(
+                error.kind(),
+                format!("{}: {error}", data_dir.display()),
+            )),
+        });
+        let outcome = match sync {
+            Ok(()) => {
+                install(context, tp, dir, log);
+                Ok(())
+            }
+            Err(source) => Err(EngineError::Io {
+                partition: tp,
+                source,
+            }),
+        };
+        if let Some(result) = results.get_mut(index) {
+            *result = outcome;
+        }
+    }
+    results
+}
+
+/// Makes creations in `dir` durable.
+fn sync_dir(dir: &Path) -> io::Result<()> {
+    std::fs::File::open(dir)?.sync_all()
+}
+
+/// Starts serving an opened log on this shard.
+fn install(context: &ShardContext, tp: TopicPartition, dir: PathBuf, log: PartitionLog) {
     let written_through = log.log_end_offset() - 1;
     let (high_watermark, _) = watch::channel(log.high_watermark());
     let slot = Rc::new(PartitionSlot {
@@ -116,7 +180,6 @@ pub(crate) fn open_partition(
         .borrow_mut()
         .insert(tp, slot.clone());
     start_interval_flush(context, &slot);
-    Ok(())
 }
 
 /// Stops serving `tp`, waits for its in-flight writes, and removes its folder.

@@ -226,15 +226,12 @@ async fn ensure_offsets_topic(
     let topic = metadata.new_topic(OFFSETS_TOPIC, partitions, configs)?;
     let log_config = topic.log_config.clone();
     metadata.insert_topic(topic)?;
-    let mut creates = Vec::new();
-    for partition in 0..partitions {
-        let tp = TopicPartition::new(Arc::<str>::from(OFFSETS_TOPIC), partition);
-        if engine.shard_for(&tp).is_none() {
-            creates.push(engine.create_partition(tp, log_config.clone()));
-        }
-    }
-    for create in creates {
-        create.await?;
+    let missing: Vec<TopicPartition> = (0..partitions)
+        .map(|partition| TopicPartition::new(Arc::<str>::from(OFFSETS_TOPIC), partition))
+        .filter(|tp| engine.shard_for(tp).is_none())
+        .collect();
+    for created in engine.create_partitions(missing, log_config).await? {
+        created?;
     }
     tracing::info!(partitions, "created {OFFSETS_TOPIC}");
     Ok(partitions)
