@@ -24,6 +24,9 @@ pub struct Report {
     pub pinning: String,
     pub throughput: Option<Throughput>,
     pub latency: Option<Latency>,
+    /// Scheduled send to the producer's acknowledgement: the write path alone, which tells
+    /// a broker-side tail from a fetch-side one.
+    pub ack_latency: Option<Latency>,
     pub null_broker: Option<Throughput>,
     pub disk: Option<DiskFloor>,
     pub ratios: Vec<Ratio>,
@@ -56,6 +59,7 @@ impl Report {
             pinning,
             throughput: None,
             latency: None,
+            ack_latency: None,
             null_broker: None,
             disk: None,
             ratios: Vec::new(),
@@ -151,12 +155,14 @@ impl Report {
                 );
             }
         }
-        if let Some(l) = &self.latency {
-            let _ = writeln!(
-                out,
-                "   e2e latency (us, {} records): p50 {:.0}  p90 {:.0}  p99 {:.0}  p99.9 {:.0}  p99.99 {:.0}  max {:.0}",
-                l.count, l.p50, l.p90, l.p99, l.p99_9, l.p99_99, l.max
-            );
+        for (name, latency) in [("e2e", &self.latency), ("ack", &self.ack_latency)] {
+            if let Some(l) = latency {
+                let _ = writeln!(
+                    out,
+                    "   {name} latency (us, {} records): p50 {:.0}  p90 {:.0}  p99 {:.0}  p99.9 {:.0}  p99.99 {:.0}  max {:.0}",
+                    l.count, l.p50, l.p90, l.p99, l.p99_9, l.p99_99, l.max
+                );
+            }
         }
         for ratio in &self.ratios {
             let _ = writeln!(out, "   {:<44} {:>6.2}", ratio.what, ratio.value);

@@ -355,6 +355,7 @@ pub fn run_latency(env: &Env, load: &LoadArgs, no_floors: bool) -> Result<Report
         .block_on(latency::run(&env.bootstrap, load, &topics))?;
     cleanup(env, &topics, &mut report);
     report.latency = Some(metrics::latency(&outcome.histogram));
+    report.ack_latency = Some(metrics::latency(&outcome.ack_histogram));
     report.throughput = Some(outcome.throughput);
     report.errors = outcome.errors;
     report.first_error = outcome.first_error;

@@ -14,14 +14,14 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use hdrhistogram::Histogram;
-use spate_client::{Consumer, Producer};
+use spate_client::{Consumer, DeliveryFuture, Producer};
 use tokio::sync::mpsc;
 
 use crate::BenchError;
 use crate::args::{ConsumeFrom, LoadArgs, seconds};
 use crate::metrics::{self, Meter, Throughput};
 use crate::workload::consume::start_consumers;
-use crate::workload::produce::{Failures, count_acks};
+use crate::workload::produce::Failures;
 use crate::workload::{RecordSource, Topics, producer_config, read_stamp};
 
 /// Sleep on the timer only when the next slot is further than this away.
@@ -36,6 +36,8 @@ const IN_FLIGHT_RECORDS_MAX: usize = 1 << 16;
 pub struct LatencyOutcome {
     /// Nanoseconds, records scheduled after the warm-up only.
     pub histogram: Histogram<u64>,
+    /// Scheduled send to acknowledgement, nanoseconds, same records.
+    pub ack_histogram: Histogram<u64>,
     /// Consumed throughput over time.
     pub throughput: Throughput,
     pub sent: u64,
@@ -91,9 +93,10 @@ pub async fn run(
     let mut ackers = Vec::new();
     for (index, producer) in producers.iter().enumerate() {
         let (tx, rx) = mpsc::channel(IN_FLIGHT_RECORDS_MAX);
-        ackers.push(tokio::spawn(count_acks(
+        ackers.push(tokio::spawn(time_acks(
             rx,
-            Arc::new(Meter::default()),
+            epoch,
+            warmup_ns + (start - epoch).as_nanos() as u64,
             failures.clone(),
         )));
         let producer = producer.clone();
@@ -117,7 +120,7 @@ pub async fn run(
                 match producer.send(record).await {
                     Ok(delivery) => {
                         sent.fetch_add(1, Ordering::AcqRel);
-                        if tx.send((delivery, 0)).await.is_err() {
+                        if tx.send((delivery, stamp_ns)).await.is_err() {
                             return;
                         }
                     }
@@ -136,6 +139,7 @@ pub async fn run(
     ));
     // Senders end at `stop`; only then close (a send racing `close` fails), which
     // flushes what lingers.
+    let mut ack_histogram = metrics::new_histogram();
     let drain = async {
         for task in senders {
             let _ = task.await;
@@ -144,7 +148,9 @@ pub async fn run(
             producer.close().await;
         }
         for task in ackers {
-            let _ = task.await;
+            if let Ok(part) = task.await {
+                let _ = ack_histogram.add(&part);
+            }
         }
     };
     if tokio::time::timeout_at((stop + DRAIN_TIMEOUT).into(), drain)
@@ -166,12 +172,35 @@ pub async fn run(
     let (errors, first_error) = failures.summary();
     Ok(LatencyOutcome {
         histogram,
+        ack_histogram,
         throughput: metrics::throughput(&samples, warmup, interval),
         sent: sent.load(Ordering::Acquire),
         received: received.load(Ordering::Acquire),
         errors,
         first_error,
     })
+}
+
+/// Awaits each delivery in send order and records `ack − scheduled` for the records
+/// scheduled from `measured_from_ns` on.
+async fn time_acks(
+    mut deliveries: mpsc::Receiver<(DeliveryFuture, u64)>,
+    epoch: Instant,
+    measured_from_ns: u64,
+    failures: Arc<Failures>,
+) -> Histogram<u64> {
+    let mut histogram = metrics::new_histogram();
+    while let Some((delivery, stamp_ns)) = deliveries.recv().await {
+        match delivery.await {
+            Ok(_) if stamp_ns >= measured_from_ns => {
+                let now_ns = epoch.elapsed().as_nanos() as u64;
+                metrics::record(&mut histogram, now_ns.saturating_sub(stamp_ns));
+            }
+            Ok(_) => {}
+            Err(e) => failures.note(e),
+        }
+    }
+    histogram
 }
 
 /// Waits until `at`: on the timer while far, then by yielding, so the wake-up is within a
