@@ -268,6 +268,49 @@ async fn the_high_watermark_watch_fires_when_an_append_commits() {
     engine.shutdown().await;
 }
 
+/// A producer's retry can reach the broker while the first copy is still being written
+/// (say the client's connection dropped and it resent). The retry is a duplicate, but its
+/// answer must wait for the first copy's commit: acknowledging earlier would acknowledge
+/// bytes a crash could still lose.
+#[tokio::test]
+async fn a_retry_of_a_batch_still_committing_is_answered_after_the_commit() {
+    let dir = tempfile::tempdir().unwrap();
+    let engine = engine_in(dir.path(), 1);
+    let tp = TopicPartition::new("retried", 0);
+    engine
+        .create_partition(tp.clone(), log_config(FlushPolicy::Always))
+        .await
+        .unwrap();
+    let mut idempotent = TestBatch::new(3, 100, 1_700_000_000_000);
+    idempotent.producer_id = 42;
+    idempotent.producer_epoch = 0;
+    idempotent.base_sequence = 0;
+    let bytes = idempotent.encode().freeze();
+    let watch = engine.watch_high_watermark(&tp).await.unwrap();
+    let first = engine.append(&tp, bytes.clone());
+    let retry = async {
+        let outcome = engine.append(&tp, bytes.clone()).await.unwrap();
+        // Read at the moment of the answer, before anything else can run.
+        let high_watermark_when_answered = *watch.borrow();
+        (outcome, high_watermark_when_answered)
+    };
+    let (first, (retry, high_watermark_when_answered)) = tokio::join!(first, retry);
+    let first = first.unwrap();
+    assert!(retry.duplicate);
+    assert_eq!(
+        (retry.base_offset, retry.last_offset),
+        (first.base_offset, first.last_offset)
+    );
+    assert!(
+        high_watermark_when_answered > retry.last_offset,
+        "the retry was answered at high watermark {high_watermark_when_answered}, before its \
+         first copy (offsets {}..={}) was synced",
+        retry.base_offset,
+        retry.last_offset
+    );
+    engine.shutdown().await;
+}
+
 #[tokio::test]
 async fn deleted_partitions_are_gone_from_disk_and_from_routing() {
     let dir = tempfile::tempdir().unwrap();

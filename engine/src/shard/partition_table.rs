@@ -239,6 +239,21 @@ pub(crate) async fn append(
         .try_into_mut()
         .unwrap_or_else(|shared| BytesMut::from(&shared[..]));
     let staged = slot.log.borrow_mut().stage_append(records, now_ms())?;
+    if staged.duplicate && slot.log.borrow().high_watermark() <= staged.last_offset {
+        // A retry of a batch whose original is still in a commit round. Answering now would
+        // acknowledge bytes not yet written (or, under `flush=always`, not yet synced), which
+        // a crash could lose: wait for the round, then answer as the original's outcome says.
+        let commit = &context.partitions().commit;
+        commit.wait_until_idle_for(&slot).await;
+        if slot.log.borrow().high_watermark() <= staged.last_offset {
+            return Err(AppendError::Io {
+                partition: tp.clone(),
+                source: io::Error::other(
+                    "the first copy of this retried batch failed to write; send it again",
+                ),
+            });
+        }
+    }
     if staged.duplicate || staged.writes.is_empty() {
         return Ok(AppendOutcome {
             base_offset: staged.base_offset,
