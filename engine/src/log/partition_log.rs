@@ -35,6 +35,18 @@ pub(crate) struct StagedRecord {
     pub producers_before: Vec<(i64, Option<ProducerEntry>)>,
 }
 
+/// Batch boundaries remembered per partition: enough for consumers a few appends behind.
+pub(crate) const RECENT_BOUNDARIES: usize = 16;
+
+/// The start of a batch: `offset` is its base offset, at `position` in the segment whose
+/// base offset is `segment_base_offset`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct BatchBoundary {
+    pub offset: i64,
+    pub segment_base_offset: i64,
+    pub position: u64,
+}
+
 /// The log of one partition. Lives on, and is only touched by, the shard that owns the
 /// partition.
 #[derive(Debug)]
@@ -59,6 +71,11 @@ pub struct PartitionLog {
     /// Appends not yet under the high watermark, oldest first. Bounded by the runtime's
     /// in-flight appends.
     pub(crate) staged: VecDeque<StagedRecord>,
+    /// Where the last few committed appends ended (offset, segment, byte position): the
+    /// offsets tail consumers fetch from next. A fetch at one of them starts there without
+    /// walking batch headers from the sparse index (a `pread` per batch). Empty until the
+    /// first append, so idle partitions pay nothing.
+    pub(crate) recent_boundaries: VecDeque<BatchBoundary>,
     pub(crate) producers: ProducerStateTable,
     pub(crate) epochs: LeaderEpochCache,
 }
@@ -194,6 +211,14 @@ impl PartitionLog {
             self.high_watermark = front.end_offset;
             self.high_watermark_segment = front.segment_base_offset;
             self.high_watermark_position = front.end_position;
+            if self.recent_boundaries.len() == RECENT_BOUNDARIES {
+                self.recent_boundaries.pop_front();
+            }
+            self.recent_boundaries.push_back(BatchBoundary {
+                offset: front.end_offset,
+                segment_base_offset: front.segment_base_offset,
+                position: front.end_position,
+            });
             self.staged.pop_front();
         }
     }

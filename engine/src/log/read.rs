@@ -136,8 +136,17 @@ impl PartitionLog {
         }
     }
 
-    /// Position of the batch containing `offset`: the sparse index, then a header walk.
+    /// Position of the batch containing `offset`: a recent append boundary when `offset` is
+    /// one (a tail consumer's next fetch), else the sparse index, then a header walk.
     fn locate(&self, segment: &Segment, offset: i64, readable_end: u64) -> Result<u64, ReadError> {
+        let remembered = self.recent_boundaries.iter().rev().find(|boundary| {
+            boundary.offset == offset
+                && boundary.segment_base_offset == segment.base_offset()
+                && boundary.position <= readable_end
+        });
+        if let Some(boundary) = remembered {
+            return Ok(boundary.position);
+        }
         let relative = u32::try_from(offset - segment.base_offset()).unwrap_or(u32::MAX);
         let mut position = segment
             .offset_entry_at_or_before(relative)

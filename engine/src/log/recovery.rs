@@ -87,6 +87,7 @@ impl PartitionLog {
             high_watermark_segment: 0,
             high_watermark_position: 0,
             staged: VecDeque::new(),
+            recent_boundaries: VecDeque::new(),
             producers: ProducerStateTable::default(),
             epochs,
         };

@@ -313,6 +313,7 @@ impl PartitionLog {
         self.written_offset = end_offset;
         self.synced_offset = self.synced_offset.min(end_offset);
         self.staged.retain(|record| record.end_offset <= end_offset);
+        self.recent_boundaries.clear();
         let high_watermark_gone = self.high_watermark >= end_offset
             || self
                 .segments

@@ -65,3 +65,35 @@ fn timestamp_lookup_finds_first_batch_at_or_after_target() {
     );
     assert_eq!(log.offset_for_timestamp(NOW_MS + 1_902).unwrap(), None);
 }
+
+#[test]
+fn tail_reads_start_at_remembered_boundaries_which_truncation_forgets() {
+    let dir = tempfile::tempdir().unwrap();
+    // Default index interval (4 KiB): these small batches get no index entries, so reads
+    // in the middle of the log would walk headers from position 0 without the boundaries.
+    let mut log = open(dir.path(), LogConfig::default());
+    append(&mut log, batch_bytes(3, 10, NOW_MS));
+    append(&mut log, batch_bytes(2, 10, NOW_MS));
+    append(&mut log, batch_bytes(4, 10, NOW_MS));
+    let remembered: Vec<i64> = log.recent_boundaries.iter().map(|b| b.offset).collect();
+    assert_eq!(remembered, [3, 5, 9]);
+    assert_eq!(
+        batch_offsets(&read_bytes(&log, 3, u32::MAX)),
+        [(3, 4), (5, 8)]
+    );
+    assert_eq!(batch_offsets(&read_bytes(&log, 5, u32::MAX)), [(5, 8)]);
+    assert_eq!(
+        batch_offsets(&read_bytes(&log, 4, u32::MAX)),
+        [(3, 4), (5, 8)],
+        "an offset inside a batch still finds the batch by walking"
+    );
+
+    log.truncate_to(3).unwrap();
+    assert!(log.recent_boundaries.is_empty());
+    append(&mut log, batch_bytes(5, 30, NOW_MS));
+    assert_eq!(
+        batch_offsets(&read_bytes(&log, 5, u32::MAX)),
+        [(3, 7)],
+        "offset 5 is now inside the new batch, not at the old boundary"
+    );
+}
