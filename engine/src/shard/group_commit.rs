@@ -6,15 +6,16 @@
 //! this turn gets to stage too, then takes the whole queue: it builds one linked chain per
 //! segment (its writes, then an fdatasync if the partition's policy is `always`), submits them
 //! all together, and when the kernel answers reports `mark_written`/`mark_synced` to each log,
-//! publishes high watermarks and resolves the waiters. One round is in flight at a time;
-//! appends that arrive meanwhile form the next round, so batches grow with load.
+//! publishes high watermarks and resolves the waiters. Up to two rounds are in flight: appends
+//! that arrive while one waits for its sync form the next round, which starts at once; any
+//! beyond that wait and grow the round after, so batches grow with load.
 //!
 //! On an I/O error the partition's staged appends are aborted in its log (`abort_staged`) and
 //! every waiter of that partition fails with an `Io` error naming it; other partitions in the
 //! same round are unaffected.
 
 use std::cell::{Cell, RefCell};
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::rc::Rc;
 
 use tokio::sync::{Notify, oneshot};
@@ -31,6 +32,11 @@ use crate::uring::{SharedFile, WriteChain};
 /// table to go in one submission; appends to one segment merge into one `writev`, so this
 /// bounds the buffers a round pins (and the latency of its last waiter), not its SQE count.
 pub const APPENDS_PER_ROUND_MAX: usize = 4096;
+
+/// Commit rounds in flight at once per shard. Two let a round start while the previous one
+/// waits for its fdatasync; more would split appends into ever smaller rounds (more syncs for
+/// the same bytes) and pin more buffers.
+pub const ROUNDS_IN_FLIGHT_MAX: usize = 2;
 
 type Reply = oneshot::Sender<Result<AppendOutcome, AppendError>>;
 
@@ -55,7 +61,7 @@ pub struct GroupCommitStats {
 pub(crate) struct GroupCommit {
     queue: RefCell<Vec<Waiting>>,
     wake: Notify,
-    round_in_flight: Cell<bool>,
+    rounds_in_flight: Cell<usize>,
     round_done: Notify,
     rounds: Cell<u64>,
     appends: Cell<u64>,
@@ -67,7 +73,7 @@ impl GroupCommit {
         Self {
             queue: RefCell::new(Vec::new()),
             wake: Notify::new(),
-            round_in_flight: Cell::new(false),
+            rounds_in_flight: Cell::new(0),
             round_done: Notify::new(),
             rounds: Cell::new(0),
             appends: Cell::new(0),
@@ -106,7 +112,7 @@ impl GroupCommit {
     pub(crate) async fn wait_until_idle(&self) {
         loop {
             let done = self.round_done.notified();
-            if !self.round_in_flight.get() && self.queue.borrow().is_empty() {
+            if self.rounds_in_flight.get() == 0 && self.queue.borrow().is_empty() {
                 return;
             }
             done.await;
@@ -122,7 +128,7 @@ impl GroupCommit {
                 .borrow()
                 .iter()
                 .any(|w| Rc::ptr_eq(&w.slot, slot));
-            if !self.round_in_flight.get() && !queued {
+            if self.rounds_in_flight.get() == 0 && !queued {
                 return;
             }
             done.await;
@@ -132,15 +138,19 @@ impl GroupCommit {
 
 /// Starts the shard's flusher task. A panic inside a round is logged (its waiters see
 /// `CommitLost`) and the flusher carries on with the next round.
+///
+/// Up to [`ROUNDS_IN_FLIGHT_MAX`] rounds are in flight: appends that arrive while a round
+/// waits for its fdatasync start the next round at once instead of waiting a whole sync for
+/// it to end. Each round's chains are linked write → fdatasync, so a round's sync covers its
+/// own writes; results are applied strictly in round order, so a partition's high watermark
+/// only passes offsets whose earlier rounds are done too.
 pub(crate) fn spawn_flusher(context: &ShardContext) {
     let context = context.clone();
     tokio::task::spawn_local(async move {
+        let commit = &context.partitions().commit;
+        let mut in_flight: VecDeque<(Prepared, RoundIo)> = VecDeque::new();
         loop {
-            let commit = &context.partitions().commit;
-            commit.wake.notified().await;
-            // Let every task that is ready in this turn stage its append first.
-            tokio::task::yield_now().await;
-            loop {
+            while in_flight.len() < ROUNDS_IN_FLIGHT_MAX {
                 let round = {
                     let mut queue = commit.queue.borrow_mut();
                     let take = queue.len().min(APPENDS_PER_ROUND_MAX);
@@ -149,19 +159,85 @@ pub(crate) fn spawn_flusher(context: &ShardContext) {
                 if round.is_empty() {
                     break;
                 }
-                commit.round_in_flight.set(true);
-                if let Err(message) = PanicGuard::new(run_round(&context, round)).await {
+                let (prepared, chains) = prepare(commit, round);
+                let io = context.io().clone();
+                let handle = tokio::task::spawn_local(async move { io.write_chains(chains).await });
+                commit
+                    .rounds_in_flight
+                    .set(commit.rounds_in_flight.get() + 1);
+                in_flight.push_back((prepared, handle));
+            }
+            let room = in_flight.len() < ROUNDS_IN_FLIGHT_MAX;
+            let Some((_, oldest)) = in_flight.front_mut() else {
+                commit.wake.notified().await;
+                // Let every task that is ready in this turn stage its append first.
+                tokio::task::yield_now().await;
+                continue;
+            };
+            let joined = tokio::select! {
+                joined = oldest => joined,
+                _ = commit.wake.notified(), if room => {
+                    tokio::task::yield_now().await;
+                    continue;
+                }
+            };
+            let Some((prepared, _)) = in_flight.pop_front() else {
+                continue;
+            };
+            let results = round_results(&prepared, joined);
+            let mut rounds = vec![(prepared, results)];
+            if rounds[0].1.iter().any(Result::is_err) {
+                // A failed partition is rolled back (`abort_staged`), which must not happen
+                // under writes still in flight: let the later rounds land first.
+                while let Some((prepared, handle)) = in_flight.pop_front() {
+                    let results = round_results(&prepared, handle.await);
+                    rounds.push((prepared, results));
+                }
+            }
+            let mut failed = HashSet::new();
+            for (prepared, results) in rounds {
+                let finished = async { finish(&context, prepared, results, &mut failed) };
+                if let Err(message) = PanicGuard::new(finished).await {
                     context.record_panic(&message);
                 }
-                commit.round_in_flight.set(false);
+                commit
+                    .rounds_in_flight
+                    .set(commit.rounds_in_flight.get() - 1);
                 commit.round_done.notify_waiters();
             }
         }
     });
 }
 
-async fn run_round(context: &ShardContext, round: Vec<Waiting>) {
-    let commit = &context.partitions().commit;
+type RoundIo = tokio::task::JoinHandle<Vec<std::io::Result<()>>>;
+
+/// A round whose chains are submitted: its waiters and which chains each one used.
+struct Prepared {
+    round: Vec<Waiting>,
+    chains_of_waiting: Vec<Vec<usize>>,
+    chain_count: usize,
+}
+
+/// One result per chain; a round whose I/O task panicked failed as a whole.
+fn round_results(
+    prepared: &Prepared,
+    joined: Result<Vec<std::io::Result<()>>, tokio::task::JoinError>,
+) -> Vec<std::io::Result<()>> {
+    match joined {
+        Ok(results) => results,
+        Err(error) => (0..prepared.chain_count)
+            .map(|_| {
+                Err(std::io::Error::other(format!(
+                    "commit round failed: {error}"
+                )))
+            })
+            .collect(),
+    }
+}
+
+/// Builds one chain per segment, in first-seen order; `always` partitions also sync every
+/// dirty segment (a config change from `never` may have left older ones unsynced).
+fn prepare(commit: &GroupCommit, round: Vec<Waiting>) -> (Prepared, Vec<WriteChain>) {
     commit.rounds.set(commit.rounds.get() + 1);
     commit
         .appends
@@ -170,8 +246,6 @@ async fn run_round(context: &ShardContext, round: Vec<Waiting>) {
         .appends_per_round_max
         .set(commit.appends_per_round_max.get().max(round.len() as u64));
 
-    // One chain per segment, in first-seen order; `always` partitions also sync every dirty
-    // segment (a config change from `never` may have left older ones unsynced).
     let mut chains: Vec<WriteChain> = Vec::new();
     let mut chain_of_segment: HashMap<*const SegmentFile, usize> = HashMap::new();
     let mut chains_of_waiting: Vec<Vec<usize>> = Vec::with_capacity(round.len());
@@ -199,16 +273,43 @@ async fn run_round(context: &ShardContext, round: Vec<Waiting>) {
         }
         chains_of_waiting.push(used);
     }
+    let prepared = Prepared {
+        round,
+        chains_of_waiting,
+        chain_count: chains.len(),
+    };
+    (prepared, chains)
+}
 
-    let results = context.io().write_chains(chains).await;
-
+/// Applies a round's results: marks each partition written (and synced) through its last
+/// append and answers the waiters, or rolls a failed partition back. `failed` carries the
+/// partitions that failed in an earlier round still being finished: their appends in this
+/// round were rolled back with that failure and fail too.
+fn finish(
+    context: &ShardContext,
+    prepared: Prepared,
+    results: Vec<std::io::Result<()>>,
+    failed: &mut HashSet<*const PartitionSlot>,
+) {
+    let commit = &context.partitions().commit;
+    let Prepared {
+        round,
+        chains_of_waiting,
+        ..
+    } = prepared;
     // A partition fails as a whole if any chain one of its appends used failed.
     let mut failure_of_partition: HashMap<*const PartitionSlot, std::io::Error> = HashMap::new();
     for (waiting, used) in round.iter().zip(&chains_of_waiting) {
+        let key = Rc::as_ptr(&waiting.slot);
+        if failed.contains(&key) {
+            failure_of_partition.entry(key).or_insert_with(|| {
+                std::io::Error::other("an earlier append of this partition failed to write")
+            });
+        }
         for &index in used {
             if let Some(Err(error)) = results.get(index) {
                 failure_of_partition
-                    .entry(Rc::as_ptr(&waiting.slot))
+                    .entry(key)
                     .or_insert_with(|| copy_io_error(error));
             }
         }
@@ -229,11 +330,13 @@ async fn run_round(context: &ShardContext, round: Vec<Waiting>) {
             continue;
         }
         if failure_of_partition.contains_key(key) {
-            // Later appends of this partition, staged while the round was in flight, sit on
-            // top of the failed ones and are undone with them.
-            fail_queued(commit, slot);
-            if let Err(error) = slot.log.borrow_mut().abort_staged(*first_base) {
-                tracing::error!(partition = %slot.name, %error, "abort after a failed write failed");
+            if failed.insert(*key) {
+                // Later appends of this partition, staged while the round was in flight, sit
+                // on top of the failed ones and are undone with them.
+                fail_queued(commit, slot);
+                if let Err(error) = slot.log.borrow_mut().abort_staged(*first_base) {
+                    tracing::error!(partition = %slot.name, %error, "abort after a failed write failed");
+                }
             }
             continue;
         }
