@@ -15,9 +15,10 @@ use spate_engine::log::fixture::TestBatch;
 use spate_engine::{AppendError, Engine, EngineConfig, FlushPolicy, LogConfig, TopicPartition};
 use spate_protocol::records::Batches;
 
-const FILE_SIZE_LIMIT_BYTES: u64 = 256 << 10;
-const PRODUCERS: usize = 4;
-const APPENDS_PER_PRODUCER: usize = 40;
+const FILE_SIZE_LIMIT_BYTES: u64 = 4 << 20;
+const APPENDS: usize = 100;
+/// Alone at least `OVERLAP_MIN_BYTES`: one queued append starts a second round.
+const BATCH_VALUE_BYTES: usize = 64 << 10;
 
 fn batch(value_size_bytes: usize) -> Bytes {
     TestBatch::new(1, value_size_bytes, 1_700_000_000_000)
@@ -55,18 +56,17 @@ async fn a_failure_under_overlapping_rounds_refuses_only_what_was_not_acknowledg
         .unwrap();
     limit_file_size();
 
-    // Producers append 6 KiB batches until the segment file hits the limit.
-    let mut producers = tokio::task::JoinSet::new();
-    for _ in 0..PRODUCERS {
+    // Appends stream in one after another without waiting for answers, so more arrive
+    // while a round is in flight and start the next one; the file-size limit cuts them off.
+    let mut appends = tokio::task::JoinSet::new();
+    for _ in 0..APPENDS {
         let (engine, tp) = (engine.clone(), tp.clone());
-        producers.spawn(async move {
-            let mut outcomes = Vec::new();
-            for _ in 0..APPENDS_PER_PRODUCER {
-                outcomes.push(engine.append(&tp, batch(6 << 10)).await);
-            }
-            outcomes
-        });
+        appends.spawn(async move { vec![engine.append(&tp, batch(BATCH_VALUE_BYTES)).await] });
+        // About one timer tick apart: about a round's write and sync, so appends keep
+        // arriving while one is in flight.
+        tokio::time::sleep(std::time::Duration::from_micros(500)).await;
     }
+    let mut producers = appends;
     let mut acknowledged: Vec<(i64, i64)> = Vec::new();
     let mut refused = 0;
     while let Some(joined) = producers.join_next().await {

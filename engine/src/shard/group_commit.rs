@@ -6,9 +6,10 @@
 //! this turn gets to stage too, then takes the whole queue: it builds one linked chain per
 //! segment (its writes, then an fdatasync if the partition's policy is `always`), submits them
 //! all together, and when the kernel answers reports `mark_written`/`mark_synced` to each log,
-//! publishes high watermarks and resolves the waiters. Up to two rounds are in flight: appends
-//! that arrive while one waits for its sync form the next round, which starts at once; any
-//! beyond that wait and grow the round after, so batches grow with load.
+//! publishes high watermarks and resolves the waiters. Appends that arrive while a round is in
+//! flight form the next round, which starts at once if it holds at least
+//! [`OVERLAP_MIN_BYTES`] (up to two rounds in flight) and otherwise when the first is done, so
+//! rounds grow with load.
 //!
 //! On an I/O error the partition's staged appends are aborted in its log (`abort_staged`) and
 //! every waiter of that partition fails with an `Io` error naming it; other partitions in the
@@ -37,6 +38,13 @@ pub const APPENDS_PER_ROUND_MAX: usize = 4096;
 /// waits for its fdatasync; more would split appends into ever smaller rounds (more syncs for
 /// the same bytes) and pin more buffers.
 pub const ROUNDS_IN_FLIGHT_MAX: usize = 2;
+
+/// Bytes that must be queued before a second round starts while one is in flight. Below
+/// it, overlapping only adds syncs (the kernel serialises a file's fdatasyncs): at 10,000
+/// records/s of 100 B under `flush=always`, always overlapping raised the median ack latency
+/// from about 0.88 ms to 1.05 ms. With the threshold that run is back to the one-round median,
+/// and 64 KiB-batch produce gains about 5 % (alternating runs: median 166 -> 174 MB/s).
+pub const OVERLAP_MIN_BYTES: usize = 64 * 1024;
 
 type Reply = oneshot::Sender<Result<AppendOutcome, AppendError>>;
 
@@ -108,6 +116,16 @@ impl GroupCommit {
             .unwrap_or(Err(AppendError::Engine(EngineError::CommitLost(partition))))
     }
 
+    /// Bytes of the appends waiting for a round.
+    fn queued_bytes(&self) -> usize {
+        self.queue
+            .borrow()
+            .iter()
+            .flat_map(|waiting| &waiting.staged.writes)
+            .map(|write| write.bytes.len())
+            .sum()
+    }
+
     /// Resolves once no round is in flight and nothing is queued.
     pub(crate) async fn wait_until_idle(&self) {
         loop {
@@ -151,6 +169,11 @@ pub(crate) fn spawn_flusher(context: &ShardContext) {
         let mut in_flight: VecDeque<(Prepared, RoundIo)> = VecDeque::new();
         loop {
             while in_flight.len() < ROUNDS_IN_FLIGHT_MAX {
+                if !in_flight.is_empty() && commit.queued_bytes() < OVERLAP_MIN_BYTES {
+                    // A small second round would only add an fdatasync that queues behind
+                    // the first one's; let it grow until the first round is done.
+                    break;
+                }
                 let round = {
                     let mut queue = commit.queue.borrow_mut();
                     let take = queue.len().min(APPENDS_PER_ROUND_MAX);
