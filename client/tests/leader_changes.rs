@@ -11,7 +11,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
-use common::fake_broker::FakeBroker;
+use common::fake_broker::{FakeBroker, single_partition_metadata};
 use spate_client::{Producer, ProducerConfig, ProducerRecord};
 use spate_protocol::messages::init_producer_id_response::InitProducerIdResponse;
 use spate_protocol::messages::metadata_response::{
@@ -35,24 +35,7 @@ async fn not_leader_refreshes_metadata_and_resends_the_same_batch() {
                 Some(match request {
                     RequestBody::Metadata(_) => {
                         metadata_requests.fetch_add(1, Ordering::SeqCst);
-                        ResponseBody::Metadata(MetadataResponse {
-                            brokers: vec![MetadataResponseBroker {
-                                node_id: 0,
-                                host: "127.0.0.1".into(),
-                                port: *port.lock().unwrap(),
-                                ..Default::default()
-                            }],
-                            topics: vec![MetadataResponseTopic {
-                                name: Some("moving".into()),
-                                partitions: vec![MetadataResponsePartition {
-                                    partition_index: 0,
-                                    leader_id: 0,
-                                    ..Default::default()
-                                }],
-                                ..Default::default()
-                            }],
-                            ..Default::default()
-                        })
+                        single_partition_metadata("moving", *port.lock().unwrap())
                     }
                     RequestBody::InitProducerId(_) => {
                         ResponseBody::InitProducerId(InitProducerIdResponse {

@@ -16,14 +16,11 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use bytes::Bytes;
-use common::fake_broker::FakeBroker;
+use common::fake_broker::{FakeBroker, single_partition_metadata};
 use spate_client::{Error, Producer, ProducerConfig, ProducerRecord};
+use spate_protocol::messages::ProduceResponse;
 use spate_protocol::messages::init_producer_id_response::InitProducerIdResponse;
-use spate_protocol::messages::metadata_response::{
-    MetadataResponseBroker, MetadataResponsePartition, MetadataResponseTopic,
-};
 use spate_protocol::messages::produce_response::{PartitionProduceResponse, TopicProduceResponse};
-use spate_protocol::messages::{MetadataResponse, ProduceResponse};
 use spate_protocol::records::read_all_records;
 use spate_protocol::records::validate::check_batch;
 use spate_protocol::{ErrorCode, RequestBody, ResponseBody};
@@ -61,24 +58,7 @@ fn fake_handler(
 ) -> common::fake_broker::Handler {
     Arc::new(move |_, request| {
         Some(match request {
-            RequestBody::Metadata(_) => ResponseBody::Metadata(MetadataResponse {
-                brokers: vec![MetadataResponseBroker {
-                    node_id: 0,
-                    host: "127.0.0.1".into(),
-                    port: *port.lock().unwrap(),
-                    ..Default::default()
-                }],
-                topics: vec![MetadataResponseTopic {
-                    name: Some(TOPIC.into()),
-                    partitions: vec![MetadataResponsePartition {
-                        partition_index: 0,
-                        leader_id: 0,
-                        ..Default::default()
-                    }],
-                    ..Default::default()
-                }],
-                ..Default::default()
-            }),
+            RequestBody::Metadata(_) => single_partition_metadata(TOPIC, *port.lock().unwrap()),
             RequestBody::InitProducerId(_) => {
                 let mut log = log.lock().unwrap();
                 log.producer_ids_issued += 1;

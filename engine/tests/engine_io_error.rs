@@ -6,32 +6,14 @@
 
 #![allow(clippy::unwrap_used)] // tests may unwrap
 
-use bytes::Bytes;
-use spate_engine::log::fixture::TestBatch;
+mod support;
+
 use spate_engine::{
     AppendError, Engine, EngineConfig, LocalBoxFuture, LogConfig, ShardContext, TopicPartition,
 };
+use support::{batch, limit_file_size};
 
 const FILE_SIZE_LIMIT_BYTES: u64 = 256 << 10;
-
-fn batch(value_size_bytes: usize) -> Bytes {
-    TestBatch::new(1, value_size_bytes, 1_700_000_000_000)
-        .encode()
-        .freeze()
-}
-
-fn limit_file_size() {
-    // SAFETY: setting the disposition of SIGXFSZ to SIG_IGN passes no pointers; ignoring it
-    // turns "file too large" into the EFBIG error this test wants instead of a killed process.
-    unsafe { libc::signal(libc::SIGXFSZ, libc::SIG_IGN) };
-    let limit = libc::rlimit {
-        rlim_cur: FILE_SIZE_LIMIT_BYTES,
-        rlim_max: libc::RLIM_INFINITY,
-    };
-    // SAFETY: `limit` is a live rlimit on our stack; setrlimit only reads it.
-    let rc = unsafe { libc::setrlimit(libc::RLIMIT_FSIZE, &limit) };
-    assert_eq!(rc, 0, "setrlimit: {}", std::io::Error::last_os_error());
-}
 
 #[tokio::test]
 async fn a_failed_write_fails_the_append_with_the_partition_and_rolls_back() {
@@ -44,7 +26,7 @@ async fn a_failed_write_fails_the_append_with_the_partition_and_rolls_back() {
         .create_partition(tp.clone(), LogConfig::default())
         .await
         .unwrap();
-    limit_file_size();
+    limit_file_size(FILE_SIZE_LIMIT_BYTES);
 
     // Fill to just under the limit with 60 KiB batches, then cross it.
     let mut acknowledged_end = 0;

@@ -8,36 +8,18 @@
 
 #![allow(clippy::unwrap_used)] // tests may unwrap
 
+mod support;
+
 use std::os::unix::fs::FileExt;
 
-use bytes::Bytes;
-use spate_engine::log::fixture::TestBatch;
 use spate_engine::{AppendError, Engine, EngineConfig, FlushPolicy, LogConfig, TopicPartition};
 use spate_protocol::records::Batches;
+use support::{batch, limit_file_size};
 
 const FILE_SIZE_LIMIT_BYTES: u64 = 4 << 20;
 const APPENDS: usize = 100;
 /// Alone at least `OVERLAP_MIN_BYTES`: one queued append starts a second round.
 const BATCH_VALUE_BYTES: usize = 64 << 10;
-
-fn batch(value_size_bytes: usize) -> Bytes {
-    TestBatch::new(1, value_size_bytes, 1_700_000_000_000)
-        .encode()
-        .freeze()
-}
-
-fn limit_file_size() {
-    // SAFETY: setting the disposition of SIGXFSZ to SIG_IGN passes no pointers; ignoring it
-    // turns "file too large" into the EFBIG error this test wants instead of a killed process.
-    unsafe { libc::signal(libc::SIGXFSZ, libc::SIG_IGN) };
-    let limit = libc::rlimit {
-        rlim_cur: FILE_SIZE_LIMIT_BYTES,
-        rlim_max: libc::RLIM_INFINITY,
-    };
-    // SAFETY: `limit` is a live rlimit on our stack; setrlimit only reads it.
-    let rc = unsafe { libc::setrlimit(libc::RLIMIT_FSIZE, &limit) };
-    assert_eq!(rc, 0, "setrlimit: {}", std::io::Error::last_os_error());
-}
 
 #[tokio::test]
 async fn a_failure_under_overlapping_rounds_refuses_only_what_was_not_acknowledged() {
@@ -54,7 +36,7 @@ async fn a_failure_under_overlapping_rounds_refuses_only_what_was_not_acknowledg
         .create_partition(tp.clone(), log_config)
         .await
         .unwrap();
-    limit_file_size();
+    limit_file_size(FILE_SIZE_LIMIT_BYTES);
 
     // Appends stream in one after another without waiting for answers, so more arrive
     // while a round is in flight and start the next one; the file-size limit cuts them off.

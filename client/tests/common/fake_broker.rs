@@ -7,7 +7,12 @@ use std::sync::Arc;
 use bytes::{Bytes, BytesMut};
 use spate_protocol::frame::{finish_frame, start_frame};
 use spate_protocol::messages::api_versions_response::ApiVersion;
-use spate_protocol::messages::{ApiVersionsResponse, decode_request, encode_response};
+use spate_protocol::messages::metadata_response::{
+    MetadataResponseBroker, MetadataResponsePartition, MetadataResponseTopic,
+};
+use spate_protocol::messages::{
+    ApiVersionsResponse, MetadataResponse, decode_request, encode_response,
+};
 use spate_protocol::{
     ApiKey, Encode, RequestBody, RequestHeader, ResponseBody, ResponseHeader, decode_request_header,
 };
@@ -27,6 +32,29 @@ impl Drop for FakeBroker {
     fn drop(&mut self) {
         self.task.abort();
     }
+}
+
+/// A Metadata answer naming this fake (node 0 at `port`) the leader of partition 0 of
+/// `topic`, the only partition.
+pub fn single_partition_metadata(topic: &str, port: i32) -> ResponseBody {
+    ResponseBody::Metadata(MetadataResponse {
+        brokers: vec![MetadataResponseBroker {
+            node_id: 0,
+            host: "127.0.0.1".into(),
+            port,
+            ..Default::default()
+        }],
+        topics: vec![MetadataResponseTopic {
+            name: Some(topic.into()),
+            partitions: vec![MetadataResponsePartition {
+                partition_index: 0,
+                leader_id: 0,
+                ..Default::default()
+            }],
+            ..Default::default()
+        }],
+        ..Default::default()
+    })
 }
 
 impl FakeBroker {
