@@ -246,17 +246,7 @@ pub fn params(load: &LoadArgs) -> String {
 }
 
 pub fn run_produce(env: &Env, load: &LoadArgs, no_floors: bool) -> Result<Report, BenchError> {
-    let mut report = Report::new(
-        "produce",
-        &env.bootstrap,
-        &load.flush,
-        params(load),
-        env.pinning.clone(),
-    );
-    let topics = env
-        .runtime
-        .block_on(workload::create_topics(&env.bootstrap, load, "produce"))?;
-    report.flush_note = topics.flush_note.clone();
+    let (mut report, topics) = begin(env, "produce", load, "produce")?;
     let outcome = env
         .runtime
         .block_on(produce::run(&env.bootstrap, load, &topics))?;
@@ -265,13 +255,9 @@ pub fn run_produce(env: &Env, load: &LoadArgs, no_floors: bool) -> Result<Report
     report.errors = outcome.errors;
     report.first_error = outcome.first_error;
     if !no_floors {
-        let null = env.null_broker(load)?;
-        let address = null.address().to_string();
-        let floor = env.runtime.block_on(async {
-            let topics = workload::create_topics(&address, load, "produce").await?;
+        let floor = null_floor(env, load, "produce", |address, topics| async move {
             produce::run(&address, load, &topics).await
         })?;
-        drop(null);
         report.null_broker = Some(floor.throughput);
         env.disk_floor(load, load.batch_size, &mut report)?;
     }
@@ -289,17 +275,7 @@ pub fn run_consume(
         ConsumeFrom::Beginning => "consume (from beginning)",
         ConsumeFrom::Tail => "consume (from tail)",
     };
-    let mut report = Report::new(
-        name,
-        &env.bootstrap,
-        &load.flush,
-        params(load),
-        env.pinning.clone(),
-    );
-    let topics = env
-        .runtime
-        .block_on(workload::create_topics(&env.bootstrap, load, "consume"))?;
-    report.flush_note = topics.flush_note.clone();
+    let (mut report, topics) = begin(env, name, load, "consume")?;
     let outcome = env
         .runtime
         .block_on(consume::run(&env.bootstrap, load, &topics, from))?;
@@ -318,13 +294,9 @@ pub fn run_consume(
     report.errors += outcome.errors;
     report.first_error = report.first_error.take().or(outcome.first_error);
     if !no_floors {
-        let null = env.null_broker(load)?;
-        let address = null.address().to_string();
-        let floor = env.runtime.block_on(async {
-            let topics = workload::create_topics(&address, load, "consume").await?;
+        let floor = null_floor(env, load, "consume", |address, topics| async move {
             consume::run(&address, load, &topics, from).await
         })?;
-        drop(null);
         report.null_broker = Some(floor.throughput);
         report.notes.push(
             "the null broker serves Fetch by copying one pre-built batch; no disk floor for reads"
@@ -336,20 +308,10 @@ pub fn run_consume(
 }
 
 pub fn run_latency(env: &Env, load: &LoadArgs, no_floors: bool) -> Result<Report, BenchError> {
-    let mut report = Report::new(
-        "latency",
-        &env.bootstrap,
-        &load.flush,
-        params(load),
-        env.pinning.clone(),
-    );
+    let (mut report, topics) = begin(env, "latency", load, "latency")?;
     report
         .params
         .push_str(&format!(", rate {} records/s (open loop)", load.rate));
-    let topics = env
-        .runtime
-        .block_on(workload::create_topics(&env.bootstrap, load, "latency"))?;
-    report.flush_note = topics.flush_note.clone();
     let outcome = env
         .runtime
         .block_on(latency::run(&env.bootstrap, load, &topics))?;
@@ -380,6 +342,43 @@ pub fn run_latency(env: &Env, load: &LoadArgs, no_floors: bool) -> Result<Report
     }
     report.compute_ratios();
     Ok(report)
+}
+
+/// A report for `workload` on the broker under test, and the fresh topics it runs on.
+fn begin(
+    env: &Env,
+    workload: &str,
+    load: &LoadArgs,
+    tag: &str,
+) -> Result<(Report, workload::Topics), BenchError> {
+    let mut report = Report::new(
+        workload,
+        &env.bootstrap,
+        &load.flush,
+        params(load),
+        env.pinning.clone(),
+    );
+    let topics = env
+        .runtime
+        .block_on(workload::create_topics(&env.bootstrap, load, tag))?;
+    report.flush_note = topics.flush_note.clone();
+    Ok((report, topics))
+}
+
+/// Runs the same load against a null broker started for it: the client-and-loopback ceiling.
+fn null_floor<T, F, Fut>(env: &Env, load: &LoadArgs, tag: &str, run: F) -> Result<T, BenchError>
+where
+    F: FnOnce(String, workload::Topics) -> Fut,
+    Fut: std::future::Future<Output = Result<T, BenchError>>,
+{
+    let null = env.null_broker(load)?;
+    let address = null.address().to_string();
+    let outcome = env.runtime.block_on(async {
+        let topics = workload::create_topics(&address, load, tag).await?;
+        run(address.clone(), topics).await
+    });
+    drop(null);
+    outcome
 }
 
 /// Deletes the run's topics unless `--keep-topics`; notes a refusal.

@@ -66,19 +66,8 @@ async fn from_beginning(
     let tasks = spawn_readers(consumers, &meter, &done, &failures, Some(target), deadline);
     let samples =
         metrics::sample_until(meter.clone(), start, interval, deadline, Some(done.clone())).await;
-    done.store(true, Ordering::Release);
-    for task in tasks {
-        let _ = task.await;
-    }
-    let (errors, first_error) = failures.summary();
-    Ok(ConsumeOutcome {
-        throughput: metrics::throughput(&samples, warmup, interval),
-        errors: errors + filled.errors,
-        first_error: first_error.or(filled.first_error),
-        consumed_records: meter.snapshot().1,
-        available_records: target,
-        produce: filled.throughput,
-    })
+    let throughput = metrics::throughput(&samples, warmup, interval);
+    Ok(finish(&done, tasks, &failures, &meter, throughput, filled).await)
 }
 
 async fn from_tail(
@@ -110,19 +99,33 @@ async fn from_tail(
     let produced = producing
         .await
         .map_err(|e| BenchError::Setup(format!("producer task failed: {e}")))??;
+    let throughput = metrics::throughput(&samples, warmup, interval);
+    Ok(finish(&done, tasks, &failures, &meter, throughput, produced).await)
+}
+
+/// Stops the readers and puts their figures next to the produce run that filled or fed the
+/// topic: its acknowledged records are what there was to read.
+async fn finish(
+    done: &AtomicBool,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+    failures: &Failures,
+    meter: &Meter,
+    throughput: Throughput,
+    produced: produce::ProduceOutcome,
+) -> ConsumeOutcome {
     done.store(true, Ordering::Release);
     for task in tasks {
         let _ = task.await;
     }
     let (errors, first_error) = failures.summary();
-    Ok(ConsumeOutcome {
-        throughput: metrics::throughput(&samples, warmup, interval),
+    ConsumeOutcome {
+        throughput,
         errors: errors + produced.errors,
         first_error: first_error.or(produced.first_error),
         consumed_records: meter.snapshot().1,
         available_records: produced.acked_records,
         produce: produced.throughput,
-    })
+    }
 }
 
 /// Consumer settings for reading at full speed: large fetches, no long waits.
