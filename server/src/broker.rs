@@ -1,12 +1,13 @@
 //! The broker process: start the engine, reconcile topics, listen on every shard, serve
 //! admin HTTP, and shut down cleanly on SIGTERM/SIGINT.
 //!
-//! Startup order: engine (recovers logs) → metadata → reconcile → listeners → admin → the
-//! one `spate listening …` line on stdout. Shutdown runs in reverse: `/health` turns 503,
-//! acceptors stop, connections stop reading and answer what they already read, then the
-//! engine flushes and checkpoints every log.
+//! Startup order: data dir stamp → engine (recovers logs) → control plane (cluster listener,
+//! metadata quorum, active controller) → reconciler (metadata image → local replicas) →
+//! registration with the controller → unfenced → listeners → the one `spate listening …`
+//! line on stdout. Shutdown runs in reverse: `/health` turns 503, a controlled shutdown
+//! moves this broker's leaderships away, acceptors stop, connections answer what they
+//! already read, the quorum stops, then the engine flushes and checkpoints every log.
 
-use std::collections::{BTreeMap, HashSet};
 use std::future::Future;
 use std::io::Write;
 use std::net::SocketAddr;
@@ -15,37 +16,45 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use spate_engine::{Engine, EngineConfig, LogConfig, ShardContext, ShardId, TopicPartition};
+use spate_cluster::records::Endpoint;
+use spate_cluster::{NO_LEADER, TopicId};
+use spate_engine::{Engine, EngineConfig, ShardContext, ShardId};
 use tokio::sync::watch;
 
 use crate::ServerConfig;
+use crate::cluster::control::ControlClient;
+use crate::cluster::identity::{self, Stamp};
+use crate::cluster::lifecycle::{Lifecycle, LifecycleSettings};
+use crate::cluster::node;
+use crate::cluster::reconcile::Reconciler;
+use crate::cluster::status::StatusSource;
 use crate::connection::{ConnectionSettings, RequestHandler, serve_connection};
 use crate::error::ServerError;
 use crate::handlers::Dispatcher;
-use crate::metadata::{MetadataStore, Topic};
+use crate::handlers::init_producer_id::ProducerIdBlock;
+use crate::metadata::MetadataView;
 use crate::net::listener::bind_reuseport;
 
 /// How long shutdown waits for connections to answer the requests they already read. Long
 /// enough for a Fetch long poll (clients default to 500 ms) and a last fsync.
 const SHUTDOWN_DRAIN_MS: u64 = 10_000;
+/// How often handlers' idea of the active controller is refreshed from the quorum.
+const CONTROLLER_ID_REFRESH_MS: u64 = 100;
 
 /// State shared by every shard's connections. `Send + Sync`; lives until the process exits.
 pub struct Broker {
     pub config: ServerConfig,
     pub engine: Engine,
-    pub metadata: MetadataStore,
-    /// Serializes admin operations (create/delete/alter) so check-then-act is atomic. Never
-    /// taken on the produce or fetch path.
-    pub admin_lock: tokio::sync::Mutex<()>,
-    /// Host and port that Metadata advertises.
-    pub advertised: (String, u16),
-    /// The node id of this single node.
+    /// The metadata image this node has applied, as handlers see it.
+    pub metadata: Arc<MetadataView>,
+    /// Requests to the active controller (topic changes, producer-id blocks), from any shard.
+    pub control: ControlClient,
+    /// This node's id.
     pub node_id: i32,
-    /// Stable for the life of the data dir (derived from its first topic id) — see
-    /// [`cluster_id`].
-    pub cluster_id: String,
     /// Where each consumer group's coordinator lives.
     pub groups: crate::groups::GroupRouter,
+    /// Producer ids this node hands out, in blocks from the controller.
+    pub producer_ids: ProducerIdBlock,
     connection_count: AtomicUsize,
     shutdown: watch::Receiver<bool>,
 }
@@ -65,57 +74,118 @@ impl Broker {
     }
 }
 
-/// Runs the broker until SIGTERM or SIGINT. Blocks the calling thread.
+/// Where a started node listens, for the one line `spate serve` prints.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Ready {
+    /// The Kafka listener (brokers only).
+    pub kafka: Option<SocketAddr>,
+    pub admin: SocketAddr,
+    /// The cluster (QUIC) listener, if the node has one.
+    pub cluster: Option<SocketAddr>,
+}
+
+/// Runs the node until SIGTERM or SIGINT. Blocks the calling thread.
 pub fn run(config: ServerConfig) -> Result<(), ServerError> {
     run_until(config, wait_for_termination(), announce)
 }
 
-/// Runs the broker until `stop` completes. `on_ready` gets the bound Kafka and admin
-/// addresses once both listen (the binary prints them; tests connect to them).
+/// Runs the node until `stop` completes. `on_ready` gets the bound addresses once the node
+/// serves: for a broker, once the controller has unfenced it (the binary prints them; tests
+/// connect to them).
 pub fn run_until(
     config: ServerConfig,
     stop: impl Future<Output = ()>,
-    on_ready: impl FnOnce(SocketAddr, SocketAddr),
+    on_ready: impl FnOnce(Ready),
 ) -> Result<(), ServerError> {
     std::fs::create_dir_all(&config.data_dir).map_err(|source| ServerError::DataDir {
         path: config.data_dir.clone(),
         source,
     })?;
+    let _lock = identity::lock_data_dir(&config.data_dir)?;
+    let stamp = identity::check_and_stamp(
+        &config.data_dir,
+        config.cluster.node_id,
+        config.cluster.cluster_id.as_deref(),
+    )?;
     let mut engine_config = EngineConfig::new(config.data_dir.clone());
     engine_config.shard_count = config.cores;
     engine_config.pin_threads = config.pin_threads;
     engine_config.default_log_config = config.log_defaults.clone();
     engine_config.retention_check_interval_ms = config.log_retention_check_interval_ms;
     let engine = Engine::start(engine_config)?;
-    let metadata = MetadataStore::open(&config.data_dir, config.log_defaults.clone())?;
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .map_err(ServerError::Runtime)?;
-    runtime.block_on(serve(config, engine, metadata, stop, on_ready))
+    runtime.block_on(serve(config, engine, stamp, stop, on_ready))
 }
 
 async fn serve(
     config: ServerConfig,
     engine: Engine,
-    metadata: MetadataStore,
+    stamp: Stamp,
     stop: impl Future<Output = ()>,
-    on_ready: impl FnOnce(SocketAddr, SocketAddr),
+    on_ready: impl FnOnce(Ready),
 ) -> Result<(), ServerError> {
-    reconcile(&engine, &metadata).await?;
-    let groups = crate::groups::start(&engine, &metadata, &config).await;
-    let listeners = bind_reuseport(config.listen, engine.shard_count()).map_err(|source| {
-        ServerError::Bind {
+    tokio::pin!(stop);
+    let node_id = config.cluster.node_id;
+    let control = node::start(&config, &engine, &stamp).await?;
+    let view = Arc::new(MetadataView::new(node_id));
+    let incarnation_id = TopicId::random().to_string();
+    let (fatal_tx, mut fatal) = watch::channel(None::<String>);
+    let reconciler = Reconciler::new(
+        node_id,
+        incarnation_id.clone(),
+        engine.clone(),
+        view.clone(),
+        config.groups.clone(),
+        config.data_dir.clone(),
+        config.log_defaults.clone(),
+    );
+    let images = control.feed.subscribe();
+    tokio::spawn(async move {
+        if let Err(e) = reconciler.run(images).await {
+            fatal_tx.send_replace(Some(e.to_string()));
+        }
+    });
+    tokio::spawn(track_controller(control.plane.clone(), view.clone()));
+
+    let roles = config.cluster.roles;
+    let listeners = if roles.broker {
+        bind_reuseport(config.listen, engine.shard_count()).map_err(|source| ServerError::Bind {
             addr: config.listen,
             source,
-        }
-    })?;
+        })?
+    } else {
+        Vec::new()
+    };
     let kafka_addr = listeners
         .first()
         .map(|l| l.local_addr())
         .transpose()
-        .map_err(ServerError::Runtime)?
-        .unwrap_or(config.listen);
+        .map_err(ServerError::Runtime)?;
+    let lifecycle = match kafka_addr {
+        Some(kafka_addr) => {
+            let (host, port) = config.advertised_address(kafka_addr);
+            Some(Lifecycle::spawn(
+                control.plane.clone(),
+                view.clone(),
+                LifecycleSettings {
+                    node_id,
+                    incarnation_id,
+                    kafka: Endpoint { host, port },
+                    cluster_addr: node::cluster_address(
+                        &config.cluster,
+                        control.transport.as_ref(),
+                    )
+                    .if_empty("-"),
+                    rack: config.cluster.rack.clone(),
+                    heartbeat_interval: Duration::from_millis(config.cluster.heartbeat_interval_ms),
+                },
+            ))
+        }
+        None => None,
+    };
     let admin_listener = tokio::net::TcpListener::bind(config.admin_listen)
         .await
         .map_err(|source| ServerError::Bind {
@@ -123,17 +193,53 @@ async fn serve(
             source,
         })?;
     let admin_addr = admin_listener.local_addr().map_err(ServerError::Runtime)?;
+    let ready = Arc::new(AtomicBool::new(false));
+    let status = Arc::new(StatusSource {
+        config: config.cluster.clone(),
+        view: view.clone(),
+        plane: control.plane.clone(),
+        raft: control.raft.clone(),
+    });
+    let admin = tokio::spawn(crate::admin::serve(
+        admin_listener,
+        ready.clone(),
+        Arc::new(move || status.json()),
+    ));
+
+    // A broker serves once the controller has unfenced it: its partitions exist locally and
+    // it has caught up with the metadata log.
+    if let Some(lifecycle) = &lifecycle {
+        let waited = Instant::now();
+        tokio::select! {
+            _ = lifecycle.unfenced() => {
+                tracing::info!(waited_ms = waited.elapsed().as_millis() as u64, "joined the cluster");
+            }
+            _ = &mut stop => {
+                tracing::info!("stopped before joining the cluster");
+                admin.abort();
+                control.shutdown().await;
+                engine.shutdown().await;
+                return Ok(());
+            }
+            reason = fatal.wait_for(Option::is_some) => {
+                let reason = reason.ok().and_then(|r| r.clone()).unwrap_or_default();
+                admin.abort();
+                control.shutdown().await;
+                engine.shutdown().await;
+                return Err(ServerError::Cluster(reason));
+            }
+        }
+    }
 
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
     let broker = Arc::new(Broker {
-        advertised: config.advertised_address(kafka_addr),
-        cluster_id: cluster_id(&config.data_dir),
-        node_id: 0,
-        groups,
+        producer_ids: ProducerIdBlock::default(),
+        node_id,
+        groups: crate::groups::GroupRouter::default(),
+        metadata: view.clone(),
+        control: ControlClient::spawn(control.plane.clone()),
         config,
         engine: engine.clone(),
-        metadata,
-        admin_lock: tokio::sync::Mutex::new(()),
         connection_count: AtomicUsize::new(0),
         shutdown: shutdown_rx,
     });
@@ -143,33 +249,77 @@ async fn serve(
             Box::pin(accept_connections(ctx.clone(), broker, listener))
         })?;
     }
-    let ready = Arc::new(AtomicBool::new(false));
-    let admin = tokio::spawn(crate::admin::serve(admin_listener, ready.clone()));
     ready.store(true, Ordering::Release);
-    on_ready(kafka_addr, admin_addr);
+    on_ready(Ready {
+        kafka: kafka_addr,
+        admin: admin_addr,
+        cluster: control.transport.as_ref().map(|t| t.local_addr()),
+    });
     tracing::info!(
-        kafka = %kafka_addr, admin = %admin_addr, shards = engine.shard_count(),
-        data_dir = %broker.config.data_dir.display(), "broker serving"
+        node = node_id,
+        kafka = ?kafka_addr, admin = %admin_addr, shards = engine.shard_count(),
+        data_dir = %broker.config.data_dir.display(), "node serving"
     );
 
-    stop.await;
-    tracing::info!("shutting down: answering in-flight requests, then flushing logs");
+    let failure = tokio::select! {
+        _ = &mut stop => None,
+        reason = fatal.wait_for(Option::is_some) => Some(reason.ok().and_then(|r| r.clone()).unwrap_or_default()),
+    };
+    tracing::info!(
+        "shutting down: moving leaderships away, answering in-flight requests, then flushing logs"
+    );
     ready.store(false, Ordering::Release);
+    if let Some(lifecycle) = &lifecycle
+        && failure.is_none()
+    {
+        let timeout = Duration::from_millis(broker.config.cluster.controlled_shutdown_timeout_ms);
+        if lifecycle.controlled_shutdown(timeout).await {
+            tracing::info!("controlled shutdown done: this broker leads no partition");
+        } else {
+            tracing::warn!(
+                timeout_ms = timeout.as_millis() as u64,
+                "controlled shutdown did not finish in time; leaderships move when this broker's session expires"
+            );
+        }
+    }
     shutdown_tx.send_replace(true);
     let deadline = Instant::now() + Duration::from_millis(SHUTDOWN_DRAIN_MS);
     while broker.connection_count.load(Ordering::Acquire) > 0 && Instant::now() < deadline {
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
+    control.shutdown().await;
     engine.shutdown().await;
     admin.abort();
     tracing::info!("shutdown complete");
-    Ok(())
+    match failure {
+        Some(reason) => Err(ServerError::Cluster(reason)),
+        None => Ok(()),
+    }
+}
+
+/// Keeps the handlers' idea of the active controller current.
+async fn track_controller(
+    plane: Arc<crate::cluster::control::ControlPlane>,
+    view: Arc<MetadataView>,
+) {
+    loop {
+        view.set_controller_id(plane.leader().unwrap_or(NO_LEADER));
+        tokio::time::sleep(Duration::from_millis(CONTROLLER_ID_REFRESH_MS)).await;
+    }
 }
 
 /// Prints the one startup line tests and scripts parse, and flushes it.
-fn announce(kafka: SocketAddr, admin: SocketAddr) {
+fn announce(ready: Ready) {
+    let mut line = String::from("spate listening");
+    if let Some(kafka) = ready.kafka {
+        line.push_str(&format!(" kafka={kafka}"));
+    }
+    line.push_str(&format!(" admin={}", ready.admin));
+    if let Some(cluster) = ready.cluster {
+        line.push_str(&format!(" cluster={cluster}"));
+    }
     let mut out = std::io::stdout().lock();
-    let _ = writeln!(out, "spate listening kafka={kafka} admin={admin}");
+    let _ = writeln!(out, "{line}");
     let _ = out.flush();
 }
 
@@ -189,75 +339,18 @@ async fn wait_for_termination() {
     }
 }
 
-/// Makes the engine's partitions match the metadata: creates missing partitions, applies
-/// each topic's config, and adopts partitions the metadata does not know (a lost or older
-/// metadata file must never make the broker delete data).
-async fn reconcile(engine: &Engine, metadata: &MetadataStore) -> Result<(), ServerError> {
-    let existing: HashSet<TopicPartition> =
-        engine.partitions().into_iter().map(|(tp, _)| tp).collect();
-    let image = metadata.image();
-    for topic in image.topics() {
-        let mut missing = Vec::new();
-        for partition in 0..topic.partition_count {
-            let tp = TopicPartition::new(topic.name.clone(), partition);
-            if existing.contains(&tp) {
-                engine.set_config(&tp, topic.log_config.clone()).await?;
-            } else {
-                missing.push(tp);
-            }
-        }
-        create_all(engine, missing, topic.log_config.clone()).await?;
-    }
-    let mut orphans: BTreeMap<Arc<str>, i32> = BTreeMap::new();
-    for tp in &existing {
-        if image.topic(&tp.topic).is_none() {
-            let count = orphans.entry(tp.topic.clone()).or_default();
-            *count = (*count).max(tp.partition + 1);
-        }
-    }
-    for (name, partition_count) in orphans {
-        tracing::warn!(topic = %name, partition_count, "adopting partitions found on disk but missing from the metadata");
-        let topic: Topic = metadata.new_topic(&name, partition_count, BTreeMap::new())?;
-        let missing: Vec<TopicPartition> = (0..partition_count)
-            .map(|partition| TopicPartition::new(name.clone(), partition))
-            .filter(|tp| !existing.contains(tp))
-            .collect();
-        create_all(engine, missing, topic.log_config.clone()).await?;
-        metadata.insert_topic(topic)?;
-    }
-    Ok(())
+trait IfEmpty {
+    fn if_empty(self, fallback: &str) -> String;
 }
 
-/// Creates `tps` in one engine call; fails with the first partition that could not be
-/// created.
-async fn create_all(
-    engine: &Engine,
-    tps: Vec<TopicPartition>,
-    log_config: LogConfig,
-) -> Result<(), ServerError> {
-    if tps.is_empty() {
-        return Ok(());
-    }
-    for outcome in engine.create_partitions(tps, log_config).await? {
-        outcome?;
-    }
-    Ok(())
-}
-
-/// A cluster id for DescribeCluster/Metadata: stable per data dir, from a file created once.
-fn cluster_id(data_dir: &std::path::Path) -> String {
-    let path = data_dir.join("cluster-id");
-    if let Ok(id) = std::fs::read_to_string(&path) {
-        let id = id.trim();
-        if !id.is_empty() && id.len() <= 64 {
-            return id.to_owned();
+impl IfEmpty for String {
+    fn if_empty(self, fallback: &str) -> String {
+        if self.is_empty() {
+            fallback.to_owned()
+        } else {
+            self
         }
     }
-    let id = crate::metadata::TopicId::random().to_string();
-    if let Err(e) = std::fs::write(&path, &id) {
-        tracing::warn!(error = %e, path = %path.display(), "cannot persist the cluster id");
-    }
-    id
 }
 
 /// Accepts connections on one shard until shutdown. Each connection becomes a tracked task

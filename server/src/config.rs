@@ -12,6 +12,7 @@ use serde::Deserialize;
 use spate_coordinator::CoordinatorConfig;
 use spate_engine::LogConfig;
 
+use crate::cluster::config::{ClusterConfig, Roles, TlsPaths, parse_voters};
 use crate::metadata::topic_config;
 
 /// Kafka's `socket.request.max.bytes` default: a larger frame closes the connection before
@@ -76,6 +77,8 @@ pub struct ServerConfig {
     /// `offsets.topic.num.partitions`: partitions of `__consumer_offsets`, fixed when the
     /// topic is first created (changing it later would move groups between partitions).
     pub offsets_topic_partitions: i32,
+    /// Node identity, roles, quorum voters and the cluster listener.
+    pub cluster: ClusterConfig,
 }
 
 /// Kafka's `offsets.topic.num.partitions` default.
@@ -101,6 +104,7 @@ impl Default for ServerConfig {
                 spate_engine::engine::RETENTION_CHECK_INTERVAL_MS_DEFAULT,
             groups: CoordinatorConfig::default(),
             offsets_topic_partitions: OFFSETS_TOPIC_PARTITIONS_DEFAULT,
+            cluster: ClusterConfig::default(),
         }
     }
 }
@@ -162,6 +166,38 @@ struct ConfigFile {
     offsets_retention_minutes: Option<i64>,
     #[serde(rename = "offset.metadata.max.bytes")]
     offset_metadata_max_bytes: Option<usize>,
+    #[serde(rename = "node.id")]
+    node_id: Option<i32>,
+    #[serde(rename = "cluster.id")]
+    cluster_id: Option<String>,
+    #[serde(rename = "cluster.listen")]
+    cluster_listen: Option<SocketAddr>,
+    #[serde(rename = "cluster.advertised.listen")]
+    cluster_advertised_listen: Option<String>,
+    #[serde(rename = "controller.quorum.voters")]
+    controller_quorum_voters: Option<String>,
+    #[serde(rename = "process.roles")]
+    process_roles: Option<String>,
+    #[serde(rename = "broker.rack")]
+    broker_rack: Option<String>,
+    #[serde(rename = "cluster.ca")]
+    cluster_ca: Option<PathBuf>,
+    #[serde(rename = "cluster.cert")]
+    cluster_cert: Option<PathBuf>,
+    #[serde(rename = "cluster.key")]
+    cluster_key: Option<PathBuf>,
+    #[serde(rename = "broker.session.timeout.ms")]
+    broker_session_timeout_ms: Option<u64>,
+    #[serde(rename = "broker.heartbeat.interval.ms")]
+    broker_heartbeat_interval_ms: Option<u64>,
+    #[serde(rename = "controller.quorum.election.timeout.ms")]
+    controller_quorum_election_timeout_ms: Option<u64>,
+    #[serde(rename = "default.replication.factor")]
+    default_replication_factor: Option<i16>,
+    #[serde(rename = "offsets.topic.replication.factor")]
+    offsets_topic_replication_factor: Option<i16>,
+    #[serde(rename = "controlled.shutdown.timeout.ms")]
+    controlled_shutdown_timeout_ms: Option<u64>,
 }
 
 impl ServerConfig {
@@ -235,6 +271,56 @@ impl ServerConfig {
             &mut self.offsets_topic_partitions,
             file.offsets_topic_num_partitions,
         );
+        let cluster = &mut self.cluster;
+        set(&mut cluster.node_id, file.node_id);
+        if file.cluster_id.is_some() {
+            cluster.cluster_id = file.cluster_id;
+        }
+        if file.cluster_listen.is_some() {
+            cluster.listen = file.cluster_listen;
+        }
+        if file.cluster_advertised_listen.is_some() {
+            cluster.advertised_listen = file.cluster_advertised_listen;
+        }
+        if let Some(voters) = file.controller_quorum_voters {
+            cluster.voters =
+                Some(parse_voters(&voters).map_err(|e| format!("controller.quorum.voters: {e}"))?);
+        }
+        if let Some(roles) = file.process_roles {
+            cluster.roles = Roles::parse(&roles).map_err(|e| format!("process.roles: {e}"))?;
+        }
+        if file.broker_rack.is_some() {
+            cluster.rack = file.broker_rack;
+        }
+        cluster.tls = tls_paths(
+            cluster.tls.take(),
+            file.cluster_ca,
+            file.cluster_cert,
+            file.cluster_key,
+        )?;
+        set(
+            &mut cluster.session_timeout_ms,
+            file.broker_session_timeout_ms,
+        );
+        set(
+            &mut cluster.heartbeat_interval_ms,
+            file.broker_heartbeat_interval_ms,
+        );
+        set(
+            &mut cluster.election_timeout_ms,
+            file.controller_quorum_election_timeout_ms,
+        );
+        if file.default_replication_factor.is_some() {
+            cluster.default_replication_factor = file.default_replication_factor;
+        }
+        set(
+            &mut cluster.offsets_topic_replication_factor,
+            file.offsets_topic_replication_factor,
+        );
+        set(
+            &mut cluster.controlled_shutdown_timeout_ms,
+            file.controlled_shutdown_timeout_ms,
+        );
         let topic_keys = [
             ("retention.ms", file.log_retention_ms.map(|v| v.to_string())),
             (
@@ -304,7 +390,7 @@ impl ServerConfig {
         if self.request_size_bytes_max < 1024 {
             return bad("socket.request.max.bytes must be at least 1024");
         }
-        Ok(())
+        self.cluster.validate().map_err(ConfigFileError::Invalid)
     }
 
     /// The `host:port` clients are told to connect to.
@@ -327,6 +413,30 @@ impl ServerConfig {
             );
         }
         (bound.ip().to_string(), bound.port())
+    }
+}
+
+/// Merges certificate paths given one by one (file, then flags) into the three that go
+/// together; a partial set is an error once all sources are applied (see `validate`).
+pub fn tls_paths(
+    current: Option<TlsPaths>,
+    ca: Option<PathBuf>,
+    cert: Option<PathBuf>,
+    key: Option<PathBuf>,
+) -> Result<Option<TlsPaths>, String> {
+    if ca.is_none() && cert.is_none() && key.is_none() {
+        return Ok(current);
+    }
+    let (old_ca, old_cert, old_key) = match current {
+        Some(paths) => (Some(paths.ca), Some(paths.cert), Some(paths.key)),
+        None => (None, None, None),
+    };
+    match (ca.or(old_ca), cert.or(old_cert), key.or(old_key)) {
+        (Some(ca), Some(cert), Some(key)) => Ok(Some(TlsPaths { ca, cert, key })),
+        _ => Err(
+            "the cluster CA, certificate and key go together: give all three of cluster.ca, cluster.cert and cluster.key (--cluster-ca, --cluster-cert, --cluster-key)"
+                .to_owned(),
+        ),
     }
 }
 
@@ -368,6 +478,27 @@ mod tests {
             config.offsets_topic_partitions,
             OFFSETS_TOPIC_PARTITIONS_DEFAULT
         );
+        assert_eq!(config.cluster, defaults.cluster);
+    }
+
+    #[test]
+    fn cluster_keys_are_read_and_checked_together() {
+        let mut config = ServerConfig::default();
+        config
+            .apply_toml(
+                "\"node.id\" = 2\n\"controller.quorum.voters\" = \"1@127.0.0.1:9093,2@127.0.0.1:9094\"\n\"cluster.listen\" = \"127.0.0.1:9094\"\n\"broker.rack\" = \"r1\"\n",
+            )
+            .unwrap();
+        assert_eq!(config.cluster.node_id, 2);
+        assert_eq!(config.cluster.rack.as_deref(), Some("r1"));
+        let missing_certs = config.validate().unwrap_err().to_string();
+        assert!(missing_certs.contains("--cluster-ca"), "{missing_certs}");
+        assert!(config.apply_toml("\"cluster.ca\" = \"ca.pem\"").is_err());
+        config
+            .apply_toml("\"cluster.ca\" = \"ca.pem\"\n\"cluster.cert\" = \"n.pem\"\n\"cluster.key\" = \"n.key\"")
+            .unwrap();
+        assert!(config.validate().is_ok());
+        assert!(config.apply_toml("\"process.roles\" = \"router\"").is_err());
     }
 
     #[test]

@@ -20,7 +20,11 @@ pub enum ServerError {
     #[error("storage engine: {0}")]
     Engine(#[from] spate_engine::EngineError),
     #[error(transparent)]
-    Metadata(#[from] crate::metadata::MetadataError),
+    Identity(#[from] crate::cluster::identity::IdentityError),
+    #[error(transparent)]
+    Node(#[from] crate::cluster::node::NodeError),
+    #[error("cluster: {0}")]
+    Cluster(String),
     #[error("runtime: {0}")]
     Runtime(std::io::Error),
 }

@@ -8,110 +8,12 @@ mod common;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use common::{Client, TestBroker, batch};
+use common::{Client, TestBroker, batch, create_topic, fetch, metadata_for, produce};
 use spate_protocol::api_key::ApiKey;
-use spate_protocol::messages::create_topics_request::{CreatableTopic, CreatableTopicConfig};
-use spate_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
-use spate_protocol::messages::metadata_request::MetadataRequestTopic;
 use spate_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
 use spate_protocol::messages::*;
 use spate_protocol::records::read_all_records;
 use spate_protocol::wire::Encode;
-
-fn produce(client: &mut Client, topic: &str, partition: i32, records: Bytes) -> (i16, i64) {
-    let response: ProduceResponse = client.call(
-        ApiKey::Produce,
-        9,
-        &ProduceRequest {
-            acks: -1,
-            timeout_ms: 5000,
-            topic_data: vec![TopicProduceData {
-                name: topic.into(),
-                partition_data: vec![PartitionProduceData {
-                    index: partition,
-                    records: Some(records),
-                    ..Default::default()
-                }],
-                ..Default::default()
-            }],
-            ..Default::default()
-        },
-    );
-    let p = &response.responses[0].partition_responses[0];
-    (p.error_code, p.base_offset)
-}
-
-fn fetch(client: &mut Client, topic: &str, offset: i64, max_wait_ms: i32) -> (i16, i64, Bytes) {
-    let response: FetchResponse = client.call(
-        ApiKey::Fetch,
-        12,
-        &FetchRequest {
-            replica_id: -1,
-            max_wait_ms,
-            min_bytes: 1,
-            max_bytes: 1 << 20,
-            session_epoch: -1,
-            topics: vec![FetchTopic {
-                topic: topic.into(),
-                partitions: vec![FetchPartition {
-                    partition: 0,
-                    fetch_offset: offset,
-                    partition_max_bytes: 1 << 20,
-                    ..Default::default()
-                }],
-                ..Default::default()
-            }],
-            ..Default::default()
-        },
-    );
-    let p = &response.responses[0].partitions[0];
-    (
-        p.error_code,
-        p.high_watermark,
-        p.records.clone().unwrap_or_default(),
-    )
-}
-
-fn create_topic(client: &mut Client, name: &str, partitions: i32, configs: &[(&str, &str)]) -> i16 {
-    let response: CreateTopicsResponse = client.call(
-        ApiKey::CreateTopics,
-        5,
-        &CreateTopicsRequest {
-            topics: vec![CreatableTopic {
-                name: name.into(),
-                num_partitions: partitions,
-                replication_factor: 1,
-                configs: configs
-                    .iter()
-                    .map(|(k, v)| CreatableTopicConfig {
-                        name: (*k).into(),
-                        value: Some((*v).into()),
-                        ..Default::default()
-                    })
-                    .collect(),
-                ..Default::default()
-            }],
-            timeout_ms: 5000,
-            ..Default::default()
-        },
-    );
-    response.topics[0].error_code
-}
-
-fn metadata_for(client: &mut Client, topic: &str) -> MetadataResponse {
-    client.call(
-        ApiKey::Metadata,
-        9,
-        &MetadataRequest {
-            topics: Some(vec![MetadataRequestTopic {
-                name: Some(topic.into()),
-                ..Default::default()
-            }]),
-            allow_auto_topic_creation: true,
-            ..Default::default()
-        },
-    )
-}
 
 #[test]
 fn produced_batches_are_fetched_back_byte_identical_with_assigned_offsets() {

@@ -11,16 +11,18 @@ mod offsets_log;
 pub mod partition;
 mod registry;
 
-use std::collections::BTreeMap;
-use std::sync::{Arc, OnceLock};
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::Duration;
 
+use spate_cluster::ClusterImage;
 use spate_coordinator::records::{STRING_LENGTH_MAX_BYTES, partition_for};
 use spate_coordinator::{CoordinatorConfig, ErrorCode};
-use spate_engine::{Engine, LocalBoxFuture, TopicPartition};
+use spate_engine::{Engine, LocalBoxFuture, ShardId, TopicPartition};
 
 use crate::broker::Broker;
-use crate::error::ServerError;
-use crate::metadata::MetadataStore;
+use crate::cluster::rpc::{ControllerReplyBody, ControllerRequest, CreateTopicRequest};
+use crate::handlers::error_code;
+use crate::metadata::Leadership;
 pub use partition::PartitionCoordinator;
 
 /// Kafka's internal topic for committed offsets and group metadata.
@@ -29,61 +31,100 @@ pub const OFFSETS_TOPIC: &str = "__consumer_offsets";
 /// Segments of `__consumer_offsets`: small (Kafka uses 100 MiB with log compaction), so the
 /// space a snapshot frees (see `partition::snapshot`) is returned soon after.
 const OFFSETS_TOPIC_SEGMENT_BYTES: &str = "16777216";
+/// How long the first group request waits for `__consumer_offsets` to be created and
+/// applied here before answering COORDINATOR_NOT_AVAILABLE (clients retry).
+const OFFSETS_TOPIC_CREATE_TIMEOUT_MS: u64 = 10_000;
 
-/// Finds a group's coordinator. Shared by every shard; `Send + Sync`.
+/// Creates `__consumer_offsets` on first use. Shared by every shard; `Send + Sync`.
 ///
-/// `__consumer_offsets` is created on the first request that needs a coordinator, as Kafka
-/// does, so a broker nobody uses groups on carries no internal topic.
+/// The topic is created on the first request that needs a coordinator, as Kafka does, so a
+/// cluster nobody uses groups on carries no internal topic. Where each group's coordinator
+/// runs follows the topic's leadership: the node that leads a group's partition loads its
+/// coordinator ([`sync_coordinators`]); others answer NOT_COORDINATOR.
 #[derive(Debug, Default)]
 pub struct GroupRouter {
-    /// Partitions of `__consumer_offsets` as it exists on disk (not as configured: a
-    /// changed setting must not move groups away from their offsets). Unset until it exists.
-    partitions: OnceLock<i32>,
     creating: tokio::sync::Mutex<()>,
 }
 
 impl GroupRouter {
-    /// The `__consumer_offsets` partition that owns `group_id`, once the topic exists.
-    pub fn partition_of(&self, group_id: &str) -> Option<TopicPartition> {
-        let partitions = *self.partitions.get()?;
-        Some(TopicPartition::new(
-            OFFSETS_TOPIC,
-            partition_for(group_id, partitions),
-        ))
+    /// The `__consumer_offsets` partition that owns `group_id`, once the topic exists. The
+    /// partition count is the topic's (not the configured one: a changed setting must not
+    /// move groups away from their offsets).
+    pub fn partition_of(image: &ClusterImage, group_id: &str) -> Option<TopicPartition> {
+        let partitions = image.topic(OFFSETS_TOPIC)?.partition_count();
+        (partitions > 0)
+            .then(|| TopicPartition::new(OFFSETS_TOPIC, partition_for(group_id, partitions)))
     }
 
-    /// Makes sure `__consumer_offsets` exists and its coordinators are loaded.
+    /// Makes sure `__consumer_offsets` exists (asking the controller to create it) and that
+    /// this node has applied it.
     pub async fn ensure_started(&self, broker: &Broker) -> Result<(), ErrorCode> {
-        if self.partitions.get().is_some() {
+        if broker.metadata.image().topic(OFFSETS_TOPIC).is_some() {
             return Ok(());
         }
         let _creating = self.creating.lock().await;
-        if self.partitions.get().is_some() {
+        if broker.metadata.image().topic(OFFSETS_TOPIC).is_some() {
             return Ok(());
         }
-        let partitions = {
-            let _admin = broker.admin_lock.lock().await;
-            ensure_offsets_topic(
-                &broker.engine,
-                &broker.metadata,
-                broker.config.offsets_topic_partitions,
-            )
-            .await
+        let image = broker.metadata.image();
+        let live = image.brokers().filter(|b| !b.fenced).count().max(1);
+        let wanted = broker
+            .config
+            .cluster
+            .offsets_topic_replication_factor
+            .max(1);
+        let replication_factor = i16::try_from(live).unwrap_or(i16::MAX).min(wanted);
+        if usize::try_from(wanted).unwrap_or(0) > live {
+            tracing::warn!(
+                wanted,
+                live,
+                "creating {OFFSETS_TOPIC} with replication factor {replication_factor}: only {live} broker(s) are live (offsets.topic.replication.factor is {wanted})"
+            );
         }
-        .map_err(|e| {
-            tracing::error!(error = %e, "cannot create {OFFSETS_TOPIC}; consumer groups are unavailable");
+        let configs = offsets_topic_configs();
+        let request = ControllerRequest::CreateTopics {
+            topics: vec![CreateTopicRequest {
+                name: OFFSETS_TOPIC.to_owned(),
+                partition_count: broker.config.offsets_topic_partitions,
+                replication_factor,
+                assignments: None,
+                configs,
+            }],
+            validate_only: false,
+        };
+        let timeout = Duration::from_millis(OFFSETS_TOPIC_CREATE_TIMEOUT_MS);
+        let reply = broker.control.call(request, timeout).await.map_err(|e| {
+            tracing::warn!(error = %e, "cannot create {OFFSETS_TOPIC}; consumer groups are unavailable until it exists");
             ErrorCode::CoordinatorNotAvailable
         })?;
-        load_all(&broker.engine, &broker.config.groups, partitions).await;
-        let _ = self.partitions.set(partitions);
+        if let ControllerReplyBody::Topics(outcomes) = &reply.body {
+            for (_, outcome) in outcomes {
+                if let Err((code, message)) = outcome
+                    && *code != error_code::TOPIC_ALREADY_EXISTS
+                {
+                    tracing::warn!(code, %message, "cannot create {OFFSETS_TOPIC}");
+                    return Err(ErrorCode::CoordinatorNotAvailable);
+                }
+            }
+        }
+        broker.metadata.wait_for_offset(reply.offset, timeout).await;
+        if broker.metadata.image().topic(OFFSETS_TOPIC).is_none() {
+            return Err(ErrorCode::CoordinatorNotAvailable);
+        }
+        tracing::info!(
+            partitions = broker.config.offsets_topic_partitions,
+            replication_factor,
+            "created {OFFSETS_TOPIC}"
+        );
         Ok(())
     }
 }
 
 /// Runs `f` with the coordinator of `group_id`'s partition, on the shard that owns it.
 ///
-/// `Err` is the error code to answer with: COORDINATOR_NOT_AVAILABLE when the partition has
-/// no coordinator (offline, or the broker is stopping).
+/// `Err` is the error code to answer with: NOT_COORDINATOR when another node leads the
+/// group's partition (the client looks the coordinator up again), COORDINATOR_NOT_AVAILABLE
+/// when nobody does or its coordinator is not loaded (offline, loading, or stopping).
 pub async fn on_owner<R, F>(broker: &Broker, group_id: &str, f: F) -> Result<R, ErrorCode>
 where
     R: Send + 'static,
@@ -95,10 +136,20 @@ where
         return Err(ErrorCode::InvalidGroupId);
     }
     broker.groups.ensure_started(broker).await?;
-    let engine = &broker.engine;
-    let Some(tp) = broker.groups.partition_of(group_id) else {
+    let image = broker.metadata.image();
+    let Some(tp) = GroupRouter::partition_of(&image, group_id) else {
         return Err(ErrorCode::CoordinatorNotAvailable);
     };
+    let leadership = image
+        .topic(OFFSETS_TOPIC)
+        .and_then(|t| t.partition(tp.partition))
+        .map(|p| Leadership::of(p, broker.metadata.node_id()));
+    match leadership {
+        Some(Leadership::Local { .. }) => {}
+        Some(Leadership::Remote { .. }) => return Err(ErrorCode::NotCoordinator),
+        Some(Leadership::None { .. }) | None => return Err(ErrorCode::CoordinatorNotAvailable),
+    }
+    let engine = &broker.engine;
     let Some(shard) = engine.shard_for(&tp) else {
         return Err(ErrorCode::CoordinatorNotAvailable);
     };
@@ -133,7 +184,7 @@ where
     for shard in 0..engine.shard_count() {
         let f = f.clone();
         let outcome = engine
-            .invoke_on(spate_engine::ShardId(shard), move |_| {
+            .invoke_on(ShardId(shard), move |_| {
                 let found: Vec<R> = registry::all().iter().map(|c| f(c)).collect();
                 Box::pin(async move { found })
             })
@@ -145,44 +196,68 @@ where
     results
 }
 
-/// At startup: if `__consumer_offsets` exists, rebuilds every partition's coordinator from
-/// its records (each on its owning shard) before the listeners open, so committed offsets
-/// are there for the first request after a restart.
-pub async fn start(
+/// Loads the coordinators of the `__consumer_offsets` partitions this node leads in `image`
+/// (replaying each from its log, on its owning shard, concurrently) and unloads the ones it
+/// no longer leads. A partition whose leader epoch changed is reloaded: its log may have
+/// changed under another leader.
+pub async fn sync_coordinators(
     engine: &Engine,
-    metadata: &MetadataStore,
-    config: &crate::ServerConfig,
-) -> GroupRouter {
-    let router = GroupRouter::default();
-    if let Some(topic) = metadata.image().topic(OFFSETS_TOPIC) {
-        if topic.partition_count != config.offsets_topic_partitions {
-            tracing::warn!(
-                existing = topic.partition_count,
-                configured = config.offsets_topic_partitions,
-                "offsets.topic.num.partitions differs from the existing {OFFSETS_TOPIC}; keeping the existing count (groups must not move away from their offsets)"
-            );
+    config: &CoordinatorConfig,
+    image: &ClusterImage,
+    node_id: spate_cluster::NodeId,
+) {
+    let led: BTreeSet<(i32, i32)> = image
+        .topic(OFFSETS_TOPIC)
+        .map(|topic| {
+            topic
+                .partitions
+                .iter()
+                .enumerate()
+                .filter(|(_, p)| p.leader == node_id)
+                .map(|(i, p)| (i32::try_from(i).unwrap_or(i32::MAX), p.leader_epoch))
+                .collect()
+        })
+        .unwrap_or_default();
+    let mut loaded: BTreeSet<(i32, i32)> = BTreeSet::new();
+    for shard in 0..engine.shard_count() {
+        let keep = led.clone();
+        let outcome = engine
+            .invoke_on(ShardId(shard), move |_| {
+                let unloaded = registry::retain(&keep);
+                let kept = registry::loaded();
+                Box::pin(async move { (unloaded, kept) })
+            })
+            .await;
+        if let Ok((unloaded, kept)) = outcome {
+            for partition in unloaded {
+                tracing::info!(
+                    partition,
+                    "group coordinator unloaded: this node no longer leads its offsets partition"
+                );
+            }
+            loaded.extend(kept);
         }
-        load_all(engine, &config.groups, topic.partition_count).await;
-        let _ = router.partitions.set(topic.partition_count);
     }
-    router
-}
-
-/// Loads every partition's coordinator concurrently, each on its owning shard.
-async fn load_all(engine: &Engine, config: &CoordinatorConfig, partitions: i32) {
+    let to_load: Vec<(i32, i32)> = led.difference(&loaded).copied().collect();
+    if to_load.is_empty() {
+        return;
+    }
     let started = std::time::Instant::now();
     let mut loads = Vec::new();
-    for partition in 0..partitions {
-        let tp = TopicPartition::new(OFFSETS_TOPIC, partition);
+    for (partition, epoch) in &to_load {
+        let tp = TopicPartition::new(OFFSETS_TOPIC, *partition);
         let Some(shard) = engine.shard_for(&tp) else {
-            tracing::error!(partition = %tp, "no shard owns this offsets partition; its groups are unavailable");
+            tracing::error!(partition = %tp, "no shard holds this offsets partition; its groups are unavailable");
             continue;
         };
         let engine_for_shard = engine.clone();
         let group_config = config.clone();
+        let epoch = *epoch;
         loads.push(engine.invoke_on(shard, move |ctx| {
             let ctx = ctx.clone();
-            Box::pin(async move { registry::load(ctx, engine_for_shard, tp, group_config).await })
+            Box::pin(
+                async move { registry::load(ctx, engine_for_shard, tp, group_config, epoch).await },
+            )
         }));
     }
     let mut records = 0u64;
@@ -198,41 +273,22 @@ async fn load_all(engine: &Engine, config: &CoordinatorConfig, partitions: i32) 
         }
     }
     tracing::info!(
-        partitions,
+        partitions = to_load.len(),
         records,
         elapsed_ms = started.elapsed().as_millis() as u64,
         "group coordinators loaded"
     );
 }
 
-/// Creates `__consumer_offsets` (metadata first, then the engine's partitions, like any
-/// topic) if it is missing; returns its partition count.
-async fn ensure_offsets_topic(
-    engine: &Engine,
-    metadata: &MetadataStore,
-    partitions: i32,
-) -> Result<i32, ServerError> {
-    if let Some(topic) = metadata.image().topic(OFFSETS_TOPIC) {
-        return Ok(topic.partition_count);
-    }
-    let configs = BTreeMap::from([
+/// The configs `__consumer_offsets` is created with: kept forever (its coordinators
+/// compact it themselves, see `partition::snapshot`), in small segments.
+pub fn offsets_topic_configs() -> BTreeMap<String, String> {
+    BTreeMap::from([
         ("retention.ms".to_owned(), "-1".to_owned()),
         ("retention.bytes".to_owned(), "-1".to_owned()),
         (
             "segment.bytes".to_owned(),
             OFFSETS_TOPIC_SEGMENT_BYTES.to_owned(),
         ),
-    ]);
-    let topic = metadata.new_topic(OFFSETS_TOPIC, partitions, configs)?;
-    let log_config = topic.log_config.clone();
-    metadata.insert_topic(topic)?;
-    let missing: Vec<TopicPartition> = (0..partitions)
-        .map(|partition| TopicPartition::new(Arc::<str>::from(OFFSETS_TOPIC), partition))
-        .filter(|tp| engine.shard_for(tp).is_none())
-        .collect();
-    for created in engine.create_partitions(missing, log_config).await? {
-        created?;
-    }
-    tracing::info!(partitions, "created {OFFSETS_TOPIC}");
-    Ok(partitions)
+    ])
 }

@@ -4,7 +4,7 @@
 //! through `invoke_on`, so it needs neither `Send` nor a lock.
 
 use std::cell::RefCell;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::rc::Rc;
 use std::time::Duration;
 
@@ -18,21 +18,56 @@ use super::partition::{PartitionCoordinator, now_ms};
 /// timeouts). Timeouts are seconds long; 100 ms keeps them accurate to a few percent.
 const TICK_INTERVAL_MS: u64 = 100;
 
+/// A loaded coordinator and the leader epoch of its partition when it was loaded.
+struct Loaded {
+    leader_epoch: i32,
+    coordinator: Rc<PartitionCoordinator>,
+}
+
 thread_local! {
-    static COORDINATORS: RefCell<BTreeMap<i32, Rc<PartitionCoordinator>>> =
-        const { RefCell::new(BTreeMap::new()) };
+    static COORDINATORS: RefCell<BTreeMap<i32, Loaded>> = const { RefCell::new(BTreeMap::new()) };
+    /// Whether this shard's tick task runs (started with the first coordinator, once).
+    static TICKING: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
 }
 
 /// This shard's coordinator for `partition` of `__consumer_offsets`.
 pub(super) fn lookup(partition: i32) -> Result<Rc<PartitionCoordinator>, ErrorCode> {
     COORDINATORS
-        .with(|c| c.borrow().get(&partition).cloned())
+        .with(|c| c.borrow().get(&partition).map(|l| l.coordinator.clone()))
         .ok_or(ErrorCode::CoordinatorNotAvailable)
 }
 
 /// Every coordinator on this shard.
 pub(super) fn all() -> Vec<Rc<PartitionCoordinator>> {
-    COORDINATORS.with(|c| c.borrow().values().cloned().collect())
+    COORDINATORS.with(|c| c.borrow().values().map(|l| l.coordinator.clone()).collect())
+}
+
+/// The (partition, leader epoch) of every coordinator loaded on this shard.
+pub(super) fn loaded() -> Vec<(i32, i32)> {
+    COORDINATORS.with(|c| {
+        c.borrow()
+            .iter()
+            .map(|(p, l)| (*p, l.leader_epoch))
+            .collect()
+    })
+}
+
+/// Unloads every coordinator whose (partition, leader epoch) is not in `keep`; returns the
+/// partitions unloaded. Requests already running keep their `Rc` until they finish; waiting
+/// members get COORDINATOR_NOT_AVAILABLE and look the coordinator up again.
+pub(super) fn retain(keep: &BTreeSet<(i32, i32)>) -> Vec<i32> {
+    COORDINATORS.with(|c| {
+        let mut map = c.borrow_mut();
+        let gone: Vec<i32> = map
+            .iter()
+            .filter(|(p, l)| !keep.contains(&(**p, l.leader_epoch)))
+            .map(|(p, _)| *p)
+            .collect();
+        for partition in &gone {
+            map.remove(partition);
+        }
+        gone
+    })
 }
 
 /// Reads `tp` back into a fresh coordinator and registers it on this shard; starts the
@@ -42,6 +77,7 @@ pub(super) async fn load(
     engine: Engine,
     tp: TopicPartition,
     config: CoordinatorConfig,
+    leader_epoch: i32,
 ) -> Result<u64, String> {
     let mut coordinator = Coordinator::new(config);
     let replayed =
@@ -55,12 +91,16 @@ pub(super) async fn load(
         coordinator,
         replayed,
     ));
-    let first = COORDINATORS.with(|c| {
-        let mut map = c.borrow_mut();
-        let first = map.is_empty();
-        map.insert(partition, entry);
-        first
+    COORDINATORS.with(|c| {
+        c.borrow_mut().insert(
+            partition,
+            Loaded {
+                leader_epoch,
+                coordinator: entry,
+            },
+        )
     });
+    let first = !TICKING.with(|t| t.replace(true));
     if first {
         context.spawn(tick_forever(context.clone()));
     }

@@ -1,8 +1,8 @@
 //! `CreateTopics` (key 19): create topics, or only validate them (`validate_only`).
 //!
-//! A single node can only hold one replica: replication factor 1 or -1 (default), and manual
-//! assignments only onto node 0. Configs are validated by name and value before anything is
-//! written; unknown names are INVALID_CONFIG, as in Kafka.
+//! Forwarded to the active controller, which places the replicas (spread over brokers and
+//! racks, leaders balanced) or takes the manual `assignments`. Configs are validated by name
+//! and value before anything is written; unknown names are INVALID_CONFIG, as in Kafka.
 
 use std::collections::{BTreeMap, HashMap};
 use std::ops::RangeInclusive;
@@ -16,8 +16,10 @@ use spate_protocol::wire::{Decode, Uuid};
 
 use super::{RequestContext, describe_configs, error_code};
 use crate::broker::Broker;
+use crate::cluster::rpc::CreateTopicRequest;
+use crate::metadata::TopicId;
 use crate::response::Outcome;
-use crate::topics::{self, NewTopic, TopicError};
+use crate::topics;
 
 pub const VERSIONS: RangeInclusive<i16> = 0..=7;
 
@@ -30,7 +32,9 @@ pub async fn handle(broker: &Broker, ctx: &RequestContext, mut body: Bytes) -> O
     for topic in &request.topics {
         *name_counts.entry(topic.name.as_str()).or_default() += 1;
     }
-    let mut results = Vec::with_capacity(request.topics.len());
+    let mut results: Vec<CreatableTopicResult> = Vec::with_capacity(request.topics.len());
+    let mut forwarded = Vec::new();
+    let mut slots = Vec::new();
     for topic in &request.topics {
         let mut result = CreatableTopicResult {
             name: topic.name.clone(),
@@ -47,40 +51,61 @@ pub async fn handle(broker: &Broker, ctx: &RequestContext, mut body: Bytes) -> O
             results.push(result);
             continue;
         }
-        let mut partition_count = topic.num_partitions;
-        if !topic.assignments.is_empty() {
-            let single_node = topic
-                .assignments
+        let assignments = (!topic.assignments.is_empty()).then(|| {
+            let mut lists: Vec<_> = topic.assignments.iter().collect();
+            lists.sort_by_key(|a| a.partition_index);
+            lists
                 .iter()
-                .all(|a| a.broker_ids == [broker.node_id]);
-            if !single_node || topic.num_partitions != -1 {
-                let error = TopicError::InvalidReplicaAssignment;
-                result.error_code = error.code();
-                result.error_message = Some(error.to_string());
-                results.push(result);
-                continue;
-            }
-            partition_count = i32::try_from(topic.assignments.len()).unwrap_or(i32::MAX);
+                .map(|a| a.broker_ids.clone())
+                .collect::<Vec<_>>()
+        });
+        if assignments.is_some() && (topic.num_partitions != -1 || topic.replication_factor != -1) {
+            result.error_code = error_code::INVALID_REQUEST;
+            result.error_message = Some(
+                "give either assignments or num_partitions and replication_factor, not both"
+                    .to_owned(),
+            );
+            results.push(result);
+            continue;
         }
         let configs: BTreeMap<String, String> = topic
             .configs
             .iter()
             .filter_map(|c| c.value.clone().map(|v| (c.name.clone(), v)))
             .collect();
-        let new_topic = NewTopic {
-            name: &topic.name,
-            partition_count,
+        slots.push((results.len(), configs.clone()));
+        forwarded.push(CreateTopicRequest {
+            name: topic.name.clone(),
+            partition_count: topic.num_partitions,
             replication_factor: topic.replication_factor,
+            assignments,
             configs,
-        };
-        match topics::create_topic(broker, new_topic, request.validate_only).await {
+        });
+        results.push(result);
+    }
+    let timeout = topics::admin_timeout(request.timeout_ms);
+    let outcomes = topics::create_topics(broker, forwarded, request.validate_only, timeout).await;
+    let image = broker.metadata.image();
+    for ((slot, requested_configs), (name, outcome)) in slots.into_iter().zip(outcomes) {
+        let result = &mut results[slot];
+        match outcome {
             Ok(created) => {
-                result.topic_id = Uuid(created.id.0);
                 result.num_partitions = created.partition_count;
-                result.replication_factor = 1;
+                result.replication_factor = created.replication_factor;
+                if !request.validate_only {
+                    result.topic_id = created
+                        .topic_id
+                        .parse::<TopicId>()
+                        .map(|id| Uuid(id.0))
+                        .unwrap_or(Uuid::ZERO);
+                }
                 if ctx.version >= 5 {
+                    let configs = match image.topic(&name) {
+                        Some(topic) if !request.validate_only => topic.configs.clone(),
+                        _ => requested_configs,
+                    };
                     result.configs = Some(
-                        describe_configs::topic_entries(broker, &created)
+                        describe_configs::topic_entries(broker, &configs)
                             .into_iter()
                             .map(|e| CreatableTopicConfigs {
                                 name: e.name,
@@ -93,17 +118,13 @@ pub async fn handle(broker: &Broker, ctx: &RequestContext, mut body: Bytes) -> O
                             .collect(),
                     );
                 }
-                if request.validate_only {
-                    result.topic_id = Uuid::ZERO;
-                }
             }
-            Err(e) => {
-                tracing::debug!(topic = %topic.name, error = %e, "create topic refused");
-                result.error_code = e.code();
-                result.error_message = Some(e.to_string());
+            Err((code, message)) => {
+                tracing::debug!(topic = %name, code, %message, "create topic refused");
+                result.error_code = code;
+                result.error_message = Some(message);
             }
         }
-        results.push(result);
     }
     ctx.respond(&CreateTopicsResponse {
         topics: results,

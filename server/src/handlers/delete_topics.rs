@@ -33,7 +33,9 @@ pub async fn handle(broker: &Broker, ctx: &RequestContext, mut body: Bytes) -> O
             .map(|n| (Some(n), Uuid::ZERO))
             .collect()
     };
+    let image = broker.metadata.image();
     let mut responses = Vec::with_capacity(targets.len());
+    let mut to_delete = Vec::new();
     for (name, id) in targets {
         let mut result = DeletableTopicResult {
             name: name.clone(),
@@ -42,30 +44,31 @@ pub async fn handle(broker: &Broker, ctx: &RequestContext, mut body: Bytes) -> O
         };
         let resolved = match name {
             Some(name) => Some(name),
-            None => broker
-                .metadata
-                .image()
-                .topic_by_id(TopicId(id.0))
-                .map(|t| t.name.to_string()),
+            None => image.topic_by_id(TopicId(id.0)).map(|t| t.name.to_string()),
         };
         match resolved {
             None => {
                 result.error_code = error_code::UNKNOWN_TOPIC_ID;
                 result.error_message = Some(format!("no topic has id {id}"));
             }
-            Some(name) => match topics::delete_topic(broker, &name).await {
-                Ok(deleted) => {
-                    result.name = Some(name);
-                    result.topic_id = Uuid(deleted.id.0);
+            Some(name) => {
+                if let Some(topic) = image.topic(&name) {
+                    result.topic_id = Uuid(topic.id.0);
                 }
-                Err(e) => {
-                    result.error_code = e.code();
-                    result.error_message = Some(e.to_string());
-                    result.name = Some(name);
-                }
-            },
+                result.name = Some(name.clone());
+                to_delete.push((responses.len(), name));
+            }
         }
         responses.push(result);
+    }
+    let names = to_delete.iter().map(|(_, name)| name.clone()).collect();
+    let timeout = topics::admin_timeout(request.timeout_ms);
+    let outcomes = topics::delete_topics(broker, names, timeout).await;
+    for ((slot, _), (_, outcome)) in to_delete.into_iter().zip(outcomes) {
+        if let Err((code, message)) = outcome {
+            responses[slot].error_code = code;
+            responses[slot].error_message = Some(message);
+        }
     }
     ctx.respond(&DeleteTopicsResponse {
         responses,

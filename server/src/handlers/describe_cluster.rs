@@ -1,5 +1,4 @@
-//! `DescribeCluster` (key 60): the cluster id, the controller and the brokers — on a single
-//! node, this node for all three roles.
+//! `DescribeCluster` (key 60): the cluster id, the active controller and the live brokers.
 
 use std::ops::RangeInclusive;
 
@@ -14,7 +13,7 @@ use crate::response::Outcome;
 
 pub const VERSIONS: RangeInclusive<i16> = 0..=1;
 
-/// v1 `endpoint_type`: brokers (1) or controllers (2); both are this node.
+/// v1 `endpoint_type`: brokers (1) or controllers (2).
 const ENDPOINT_TYPE_BROKERS: i8 = 1;
 
 pub async fn handle(broker: &Broker, ctx: &RequestContext, mut body: Bytes) -> Outcome {
@@ -22,23 +21,39 @@ pub async fn handle(broker: &Broker, ctx: &RequestContext, mut body: Bytes) -> O
         Ok(request) => request,
         Err(e) => return ctx.malformed(e),
     };
-    let (host, port) = broker.advertised.clone();
-    ctx.respond(&DescribeClusterResponse {
+    let endpoint_type = if ctx.version >= 1 {
+        request.endpoint_type
+    } else {
+        ENDPOINT_TYPE_BROKERS
+    };
+    let image = broker.metadata.image();
+    let mut response = DescribeClusterResponse {
         error_code: error_code::NONE,
-        endpoint_type: if ctx.version >= 1 {
-            request.endpoint_type
-        } else {
-            ENDPOINT_TYPE_BROKERS
-        },
-        cluster_id: broker.cluster_id.clone(),
-        controller_id: broker.node_id,
-        brokers: vec![DescribeClusterBroker {
-            broker_id: broker.node_id,
-            host,
-            port: i32::from(port),
-            rack: None,
-            ..Default::default()
-        }],
+        endpoint_type,
+        cluster_id: image.cluster_id().unwrap_or_default().to_owned(),
+        controller_id: broker.metadata.controller_id(),
         ..Default::default()
-    })
+    };
+    if endpoint_type != ENDPOINT_TYPE_BROKERS {
+        // KIP-919: controllers are described by asking a controller's own listener; a
+        // broker answers for brokers only.
+        response.error_code = error_code::UNSUPPORTED_ENDPOINT_TYPE;
+        response.error_message = Some(
+            "this listener describes brokers (endpoint type 1); controllers have no Kafka listener"
+                .to_owned(),
+        );
+        return ctx.respond(&response);
+    }
+    response.brokers = image
+        .brokers()
+        .filter(|b| !b.fenced)
+        .map(|b| DescribeClusterBroker {
+            broker_id: b.node_id,
+            host: b.kafka.host.clone(),
+            port: i32::from(b.kafka.port),
+            rack: b.rack.clone(),
+            ..Default::default()
+        })
+        .collect();
+    ctx.respond(&response)
 }

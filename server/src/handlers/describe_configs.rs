@@ -6,6 +6,7 @@
 //! (`retention.ms` ↔ `log.retention.ms`), as Kafka reports them. Broker configs are static
 //! (from the config file and flags) and therefore read-only.
 
+use std::collections::BTreeMap;
 use std::ops::RangeInclusive;
 
 use bytes::Bytes;
@@ -17,7 +18,6 @@ use spate_protocol::wire::Decode;
 
 use super::{RequestContext, error_code};
 use crate::broker::Broker;
-use crate::metadata::Topic;
 use crate::metadata::topic_config::{self, TOPIC_CONFIG_KEYS};
 use crate::response::Outcome;
 
@@ -64,7 +64,7 @@ pub async fn handle(broker: &Broker, ctx: &RequestContext, mut body: Bytes) -> O
         };
         let entries = match resource.resource_type {
             RESOURCE_TOPIC => match image.topic(&resource.resource_name) {
-                Some(topic) => topic_entries(broker, topic),
+                Some(topic) => topic_entries(broker, &topic.configs),
                 None => {
                     result.error_code = error_code::UNKNOWN_TOPIC_OR_PARTITION;
                     result.error_message =
@@ -163,6 +163,8 @@ fn broker_name(topic_key: &str) -> &'static str {
         "retention.ms" => "log.retention.ms",
         "segment.bytes" => "log.segment.bytes",
         "segment.ms" => "log.roll.ms",
+        "min.insync.replicas" => "min.insync.replicas",
+        "unclean.leader.election.enable" => "unclean.leader.election.enable",
         _ => "flush",
     }
 }
@@ -171,14 +173,17 @@ fn config_type(topic_key: &str) -> i8 {
     match topic_key {
         "cleanup.policy" => TYPE_LIST,
         "flush" | "message.timestamp.type" => TYPE_STRING,
-        "index.interval.bytes" | "max.message.bytes" | "segment.bytes" => TYPE_INT,
+        "index.interval.bytes" | "max.message.bytes" | "segment.bytes" | "min.insync.replicas" => {
+            TYPE_INT
+        }
+        "unclean.leader.election.enable" => TYPE_BOOLEAN,
         _ => TYPE_LONG,
     }
 }
 
 /// Every topic config of `topic` with value, default flag, source and synonyms.
-pub fn topic_entries(broker: &Broker, topic: &Topic) -> Vec<ConfigEntry> {
-    let defaults = broker.metadata.defaults();
+pub fn topic_entries(broker: &Broker, overrides: &BTreeMap<String, String>) -> Vec<ConfigEntry> {
+    let defaults = &broker.config.log_defaults;
     TOPIC_CONFIG_KEYS
         .iter()
         .map(|key| {
@@ -188,7 +193,7 @@ pub fn topic_entries(broker: &Broker, topic: &Topic) -> Vec<ConfigEntry> {
                 default_value.clone(),
                 SOURCE_DEFAULT,
             );
-            let (value, is_default, source, synonyms) = match topic.configs.get(key.name) {
+            let (value, is_default, source, synonyms) = match overrides.get(key.name) {
                 Some(set) => (
                     set.clone(),
                     false,
@@ -216,7 +221,7 @@ pub fn topic_entries(broker: &Broker, topic: &Topic) -> Vec<ConfigEntry> {
 
 fn broker_entries(broker: &Broker) -> Vec<ConfigEntry> {
     let config = &broker.config;
-    let defaults = broker.metadata.defaults();
+    let defaults = &broker.config.log_defaults;
     let mut entries: Vec<(String, String, i8, &'static str)> = vec![
         (
             "auto.create.topics.enable".into(),

@@ -1,6 +1,11 @@
 //! `Fetch` (key 1): read whole batches from partitions, long-polling until `min_bytes` are
 //! available or `max_wait_ms` passes, and send them zero-copy.
 //!
+//! Only the partition's leader serves consumer fetches, and only at the leader epoch the
+//! client knows (KIP-320): otherwise NOT_LEADER_OR_FOLLOWER, FENCED_LEADER_EPOCH or
+//! UNKNOWN_LEADER_EPOCH, with the current leader and its endpoint (KIP-951) so the client
+//! goes there without a metadata refresh.
+//!
 //! Sessions (KIP-227): every answer carries session id 0, which tells the client that no
 //! session was created, so librdkafka and the Java client keep sending full fetch requests
 //! and get full responses. A request naming a session id we never gave out gets
@@ -23,11 +28,15 @@ use spate_protocol::wire::Decode;
 use tokio::task::JoinSet;
 use tokio::time::Instant;
 
-use super::fetch_encode::{PartitionAnswer, RecordSlice, TopicAnswer, encode_fetch_response};
+use super::fetch_encode::{
+    LeaderEndpoint, PartitionAnswer, RecordSlice, TopicAnswer, encode_fetch_response,
+};
 use super::{RequestContext, error_code};
 use crate::broker::Broker;
-use crate::metadata::{Topic, TopicId};
+use crate::metadata::{Leadership, TopicId};
 use crate::response::{Outcome, SharedFile};
+use spate_cluster::ClusterImage;
+use spate_cluster::image::{PartitionState, TopicImage};
 
 /// v4 is the oldest version with the fields every current client expects (last stable
 /// offset); Kafka 4.0 itself starts at v4.
@@ -48,8 +57,36 @@ struct Wanted {
     partition: i32,
     tp: Option<TopicPartition>,
     unknown_code: i16,
+    /// Why this node will not read it (not the leader, or a stale or future leader epoch):
+    /// the error code and the leader the client should use.
+    refusal: Option<(i16, (i32, i32))>,
     fetch_offset: i64,
     partition_max_bytes: i32,
+}
+
+/// Whether this node serves a consumer fetch of `partition` at the client's
+/// `current_leader_epoch` (-1: the client does not say), as Kafka's leader checks it
+/// (KIP-320): only the leader reads, and only in the epoch the client knows.
+pub(crate) fn leader_check(
+    partition: &PartitionState,
+    node_id: i32,
+    current_leader_epoch: i32,
+) -> Option<(i16, (i32, i32))> {
+    let current = (partition.leader, partition.leader_epoch);
+    match Leadership::of(partition, node_id) {
+        Leadership::Local { leader_epoch } => {
+            if current_leader_epoch >= 0 && current_leader_epoch < leader_epoch {
+                Some((error_code::FENCED_LEADER_EPOCH, current))
+            } else if current_leader_epoch > leader_epoch {
+                Some((error_code::UNKNOWN_LEADER_EPOCH, current))
+            } else {
+                None
+            }
+        }
+        Leadership::Remote { .. } | Leadership::None { .. } => {
+            Some((error_code::NOT_LEADER_OR_FOLLOWER, current))
+        }
+    }
 }
 
 pub async fn handle(broker: &Broker, ctx: &RequestContext, mut body: Bytes) -> Outcome {
@@ -64,14 +101,16 @@ pub async fn handle(broker: &Broker, ctx: &RequestContext, mut body: Bytes) -> O
             error_code::FETCH_SESSION_ID_NOT_FOUND,
             0,
             Vec::new(),
+            &[],
         ));
     }
     let read_committed = request.isolation_level == READ_COMMITTED;
     let image = broker.metadata.image();
     let mut topics = Vec::with_capacity(request.topics.len());
     let mut wanted = Vec::new();
+    let mut endpoints: Vec<LeaderEndpoint> = Vec::new();
     for (topic_index, fetch_topic) in request.topics.iter().enumerate() {
-        let (topic, unknown_code): (Option<&Arc<Topic>>, i16) = if ctx.version >= 13 {
+        let (topic, unknown_code): (Option<&Arc<TopicImage>>, i16) = if ctx.version >= 13 {
             (
                 image.topic_by_id(TopicId(fetch_topic.topic_id.0)),
                 error_code::UNKNOWN_TOPIC_ID,
@@ -88,9 +127,15 @@ pub async fn handle(broker: &Broker, ctx: &RequestContext, mut body: Bytes) -> O
             partitions: Vec::with_capacity(fetch_topic.partitions.len()),
         });
         for p in &fetch_topic.partitions {
+            let state = topic.and_then(|t| t.partition(p.partition));
             let tp = topic
-                .filter(|t| (0..t.partition_count).contains(&p.partition))
+                .filter(|_| state.is_some())
                 .map(|t| TopicPartition::new(t.name.clone(), p.partition));
+            let refusal =
+                state.and_then(|state| leader_check(state, broker.node_id, p.current_leader_epoch));
+            if let Some((_, (leader, _))) = refusal {
+                add_endpoint(&image, leader, &mut endpoints);
+            }
             let unknown_code = if topic.is_some() {
                 error_code::UNKNOWN_TOPIC_OR_PARTITION
             } else {
@@ -101,6 +146,7 @@ pub async fn handle(broker: &Broker, ctx: &RequestContext, mut body: Bytes) -> O
                 partition: p.partition,
                 tp,
                 unknown_code,
+                refusal,
                 fetch_offset: p.fetch_offset,
                 partition_max_bytes: p.partition_max_bytes,
             });
@@ -141,7 +187,23 @@ pub async fn handle(broker: &Broker, ctx: &RequestContext, mut body: Bytes) -> O
         error_code::NONE,
         0,
         topics,
+        &endpoints,
     ))
+}
+
+/// Remembers how to reach `leader`, for the response's node endpoints.
+fn add_endpoint(image: &ClusterImage, leader: i32, endpoints: &mut Vec<LeaderEndpoint>) {
+    if endpoints.iter().any(|e| e.node_id == leader) {
+        return;
+    }
+    if let Some(b) = image.broker(leader).filter(|b| !b.fenced) {
+        endpoints.push(LeaderEndpoint {
+            node_id: leader,
+            host: b.kafka.host.clone(),
+            port: i32::from(b.kafka.port),
+            rack: b.rack.clone(),
+        });
+    }
 }
 
 /// Reads every wanted partition within the budgets. Returns the answers in request order,
@@ -164,8 +226,16 @@ async fn read_all(
             last_stable_offset: -1,
             log_start_offset: -1,
             read_committed,
+            current_leader: None,
             records: Vec::new(),
         };
+        if let Some((code, leader)) = want.refusal {
+            answer.error_code = code;
+            answer.current_leader = Some(leader);
+            any_error = true;
+            answers.push(answer);
+            continue;
+        }
         let Some(tp) = &want.tp else {
             answer.error_code = want.unknown_code;
             any_error = true;
@@ -249,7 +319,11 @@ fn read_error_code(error: &ReadError) -> i16 {
 
 async fn subscribe(broker: &Broker, wanted: &[Wanted]) -> Vec<tokio::sync::watch::Receiver<i64>> {
     let mut receivers = Vec::with_capacity(wanted.len());
-    for tp in wanted.iter().filter_map(|w| w.tp.as_ref()) {
+    for tp in wanted
+        .iter()
+        .filter(|w| w.refusal.is_none())
+        .filter_map(|w| w.tp.as_ref())
+    {
         match broker.engine.watch_high_watermark(tp).await {
             Ok(mut rx) => {
                 rx.borrow_and_update();

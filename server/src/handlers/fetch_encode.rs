@@ -19,6 +19,11 @@ use crate::response::{ResponsePart, SharedFile, frame_parts};
 const FLEXIBLE_VERSION_MIN: i16 = 12;
 /// First version naming topics by id.
 const TOPIC_ID_VERSION_MIN: i16 = 13;
+/// First version with the top-level `NodeEndpoints` tagged field (KIP-951).
+const NODE_ENDPOINTS_VERSION_MIN: i16 = 16;
+/// Tag of a partition's `CurrentLeader`, and of the response's `NodeEndpoints`.
+const CURRENT_LEADER_TAG: u32 = 1;
+const NODE_ENDPOINTS_TAG: u32 = 0;
 
 /// One slice of a segment file holding whole batches.
 pub struct RecordSlice {
@@ -36,7 +41,19 @@ pub struct PartitionAnswer {
     pub log_start_offset: i64,
     /// `true` for read_committed fetches: an empty aborted-transactions list instead of null.
     pub read_committed: bool,
+    /// With NOT_LEADER_OR_FOLLOWER (and the epoch errors): the leader and epoch the client
+    /// should use (KIP-951's `CurrentLeader`, v12+).
+    pub current_leader: Option<(i32, i32)>,
     pub records: Vec<RecordSlice>,
+}
+
+/// A leader named in a partition's `current_leader`, with how to reach it (v16+).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LeaderEndpoint {
+    pub node_id: i32,
+    pub host: String,
+    pub port: i32,
+    pub rack: Option<String>,
 }
 
 impl PartitionAnswer {
@@ -59,6 +76,7 @@ pub fn encode_fetch_response(
     error_code: i16,
     session_id: i32,
     topics: Vec<TopicAnswer>,
+    node_endpoints: &[LeaderEndpoint],
 ) -> Vec<ResponsePart> {
     let flexible = version >= FLEXIBLE_VERSION_MIN;
     let mut parts = Vec::new();
@@ -99,7 +117,17 @@ pub fn encode_fetch_response(
                 }
             }
             if flexible {
-                write_uvarint(&mut buf, 0); // partition tagged fields
+                match partition.current_leader {
+                    Some((leader_id, leader_epoch)) => {
+                        write_uvarint(&mut buf, 1);
+                        write_uvarint(&mut buf, CURRENT_LEADER_TAG);
+                        write_uvarint(&mut buf, 9);
+                        buf.put_i32(leader_id);
+                        buf.put_i32(leader_epoch);
+                        write_uvarint(&mut buf, 0);
+                    }
+                    None => write_uvarint(&mut buf, 0), // partition tagged fields
+                }
             }
         }
         if flexible {
@@ -107,7 +135,26 @@ pub fn encode_fetch_response(
         }
     }
     if flexible {
-        write_uvarint(&mut buf, 0); // top-level tagged fields
+        if version >= NODE_ENDPOINTS_VERSION_MIN && !node_endpoints.is_empty() {
+            let mut field = BytesMut::new();
+            put_array_len(&mut field, true, node_endpoints.len());
+            for endpoint in node_endpoints {
+                field.put_i32(endpoint.node_id);
+                put_string(&mut field, true, &endpoint.host);
+                field.put_i32(endpoint.port);
+                match &endpoint.rack {
+                    Some(rack) => put_string(&mut field, true, rack),
+                    None => write_uvarint(&mut field, 0),
+                }
+                write_uvarint(&mut field, 0);
+            }
+            write_uvarint(&mut buf, 1);
+            write_uvarint(&mut buf, NODE_ENDPOINTS_TAG);
+            write_uvarint(&mut buf, saturating_u32(field.len()));
+            buf.put_slice(&field);
+        } else {
+            write_uvarint(&mut buf, 0); // top-level tagged fields
+        }
     }
     parts.push(ResponsePart::Bytes(buf.freeze()));
     frame_parts(parts)
@@ -203,6 +250,7 @@ mod tests {
                     last_stable_offset: 10,
                     log_start_offset: 0,
                     read_committed: false,
+                    current_leader: None,
                     records: vec![
                         RecordSlice {
                             file: file.clone(),
@@ -223,6 +271,7 @@ mod tests {
                     last_stable_offset: 4,
                     log_start_offset: 0,
                     read_committed: true,
+                    current_leader: Some((3, 7)),
                     records: Vec::new(),
                 },
             ],
@@ -235,7 +284,20 @@ mod tests {
         f.write_all(b"0123456789abcdef").unwrap();
         let file: SharedFile = Arc::new(f);
         for version in 4..=17 {
-            let frame = flatten(encode_fetch_response(version, 99, 0, 0, answer(&file)));
+            let endpoints = [LeaderEndpoint {
+                node_id: 3,
+                host: "broker-3".into(),
+                port: 9092,
+                rack: Some("r1".into()),
+            }];
+            let frame = flatten(encode_fetch_response(
+                version,
+                99,
+                0,
+                0,
+                answer(&file),
+                &endpoints,
+            ));
             let size = i32::from_be_bytes(frame[..4].try_into().unwrap()) as usize;
             assert_eq!(size, frame.len() - 4, "v{version}: size prefix");
             let header_len = if version >= 12 { 5 } else { 4 };
@@ -258,6 +320,18 @@ mod tests {
             assert_eq!(p1.records.as_deref().map(<[u8]>::len).unwrap_or(0), 0);
             assert_eq!(p1.aborted_transactions.as_ref().map(Vec::len), Some(0));
             assert!(p0.aborted_transactions.is_none());
+            if version >= 12 {
+                assert_eq!(p1.current_leader.leader_id, 3, "v{version}");
+                assert_eq!(p1.current_leader.leader_epoch, 7, "v{version}");
+                assert_eq!(p0.current_leader.leader_id, -1, "v{version}");
+            }
+            if version >= 16 {
+                assert_eq!(decoded.node_endpoints.len(), 1);
+                assert_eq!(decoded.node_endpoints[0].host, "broker-3");
+                assert_eq!(decoded.node_endpoints[0].rack.as_deref(), Some("r1"));
+            } else {
+                assert!(decoded.node_endpoints.is_empty());
+            }
         }
     }
 }

@@ -1,5 +1,5 @@
-//! `FindCoordinator` (key 10): which broker coordinates a group. On a single node it is this
-//! one for every group; v4+ batches keys.
+//! `FindCoordinator` (key 10): which broker coordinates a group: the leader of the group's
+//! `__consumer_offsets` partition. v4+ batches keys.
 
 use std::ops::RangeInclusive;
 
@@ -11,7 +11,9 @@ use spate_protocol::wire::Decode;
 
 use super::RequestContext;
 use crate::broker::Broker;
+use crate::groups::{GroupRouter, OFFSETS_TOPIC};
 use crate::response::Outcome;
+use spate_cluster::{ClusterImage, NO_LEADER};
 
 pub const VERSIONS: RangeInclusive<i16> = 0..=6;
 
@@ -30,15 +32,23 @@ pub async fn handle(broker: &Broker, ctx: &RequestContext, mut body: Bytes) -> O
     } else {
         Ok(())
     };
-    let (host, port) = broker.advertised.clone();
+    let image = broker.metadata.image();
     let answer = |key: String| -> Coordinator {
+        let mut leader = None;
         let refusal = match request.key_type {
-            KEY_TYPE_GROUP => groups_ready.err().map(|code| {
-                (
+            KEY_TYPE_GROUP => match groups_ready {
+                Err(code) => Some((
                     code,
                     "the group coordinator could not start; see the broker log".to_owned(),
-                )
-            }),
+                )),
+                Ok(()) => match coordinator_of(&image, &key) {
+                    Ok(found) => {
+                        leader = Some(found);
+                        None
+                    }
+                    Err(message) => Some((ErrorCode::CoordinatorNotAvailable, message)),
+                },
+            },
             KEY_TYPE_TRANSACTION => Some((
                 ErrorCode::CoordinatorNotAvailable,
                 "transactions are not supported yet, so there is no transaction coordinator; produce without a transactional.id".to_owned(),
@@ -52,25 +62,32 @@ pub async fn handle(broker: &Broker, ctx: &RequestContext, mut body: Bytes) -> O
                 format!("unknown coordinator key type {other}: 0 is group, 1 is transaction"),
             )),
         };
-        match refusal {
-            None => Coordinator {
-                key,
-                node_id: broker.node_id,
-                host: host.clone(),
-                port: i32::from(port),
-                error_code: ErrorCode::None.code(),
-                error_message: None,
-                ..Default::default()
-            },
-            Some((code, message)) => Coordinator {
-                key,
-                node_id: -1,
-                host: String::new(),
-                port: -1,
-                error_code: code.code(),
-                error_message: Some(message),
-                ..Default::default()
-            },
+        let refusal = match (refusal, leader) {
+            (None, Some((node_id, host, port))) => {
+                return Coordinator {
+                    key,
+                    node_id,
+                    host,
+                    port,
+                    error_code: ErrorCode::None.code(),
+                    error_message: None,
+                    ..Default::default()
+                };
+            }
+            (Some(refusal), _) => refusal,
+            (None, None) => (
+                ErrorCode::CoordinatorNotAvailable,
+                "no coordinator found".to_owned(),
+            ),
+        };
+        Coordinator {
+            key,
+            node_id: -1,
+            host: String::new(),
+            port: -1,
+            error_code: refusal.0.code(),
+            error_message: Some(refusal.1),
+            ..Default::default()
         }
     };
     if ctx.version >= 4 {
@@ -94,4 +111,26 @@ pub async fn handle(broker: &Broker, ctx: &RequestContext, mut body: Bytes) -> O
         port: one.port,
         ..Default::default()
     })
+}
+
+/// The node that coordinates `group_id`: the leader of its `__consumer_offsets` partition,
+/// with the endpoint clients dial.
+fn coordinator_of(image: &ClusterImage, group_id: &str) -> Result<(i32, String, i32), String> {
+    let tp = GroupRouter::partition_of(image, group_id)
+        .ok_or_else(|| format!("{OFFSETS_TOPIC} does not exist yet; retry"))?;
+    let leader = image
+        .topic(OFFSETS_TOPIC)
+        .and_then(|t| t.partition(tp.partition))
+        .map(|p| p.leader)
+        .filter(|leader| *leader != NO_LEADER)
+        .ok_or_else(|| format!("{tp} has no leader (its in-sync replicas are down); retry"))?;
+    let broker = image
+        .broker(leader)
+        .filter(|b| !b.fenced)
+        .ok_or_else(|| format!("node {leader} leads {tp} but is not live; retry"))?;
+    Ok((
+        leader,
+        broker.kafka.host.clone(),
+        i32::from(broker.kafka.port),
+    ))
 }

@@ -12,71 +12,56 @@ use spate_protocol::messages::incremental_alter_configs_response::AlterConfigsRe
 use spate_protocol::messages::{IncrementalAlterConfigsRequest, IncrementalAlterConfigsResponse};
 use spate_protocol::wire::Decode;
 
-use super::alter_configs::alter_resource;
+use super::alter_configs::alter_resources;
 use super::{RequestContext, error_code};
 use crate::broker::Broker;
+use crate::cluster::rpc::{ConfigChange, ConfigOp};
 use crate::response::Outcome;
 
 pub const VERSIONS: RangeInclusive<i16> = 0..=1;
-
-const OP_SET: i8 = 0;
-const OP_DELETE: i8 = 1;
 
 pub async fn handle(broker: &Broker, ctx: &RequestContext, mut body: Bytes) -> Outcome {
     let request = match IncrementalAlterConfigsRequest::decode(&mut body, ctx.version) {
         Ok(request) => request,
         Err(e) => return ctx.malformed(e),
     };
-    let mut responses = Vec::with_capacity(request.resources.len());
-    for resource in request.resources {
-        let refusal = resource.configs.iter().find_map(|change| {
-            (!matches!(change.config_operation, OP_SET | OP_DELETE)).then(|| {
-                (
-                    error_code::INVALID_CONFIG,
-                    format!(
-                        "operation {} on '{}' is not supported: use SET (0) or DELETE (1)",
-                        change.config_operation, change.name
-                    ),
-                )
-            })
-        });
-        let changes = &resource.configs;
-        let result = match refusal {
-            Some(refused) => Err(refused),
-            None => {
-                alter_resource(
-                    broker,
-                    resource.resource_type,
-                    &resource.resource_name,
-                    |current| {
-                        let mut configs = current.clone();
-                        for change in changes {
-                            match (change.config_operation, &change.value) {
-                                (OP_SET, Some(value)) => {
-                                    configs.insert(change.name.clone(), value.clone());
-                                }
-                                _ => {
-                                    configs.remove(&change.name);
-                                }
-                            }
-                        }
-                        configs
-                    },
-                    resource.configs.iter().map(|c| c.name.as_str()),
-                    request.validate_only,
-                )
-                .await
+    let changes = request
+        .resources
+        .iter()
+        .map(|resource| {
+            let ops = resource
+                .configs
+                .iter()
+                .map(|c| ConfigOp {
+                    key: c.name.clone(),
+                    op: c.config_operation,
+                    value: c.value.clone(),
+                })
+                .collect();
+            (
+                resource.resource_type,
+                resource.resource_name.clone(),
+                ConfigChange::Incremental(ops),
+                resource.configs.iter().map(|c| c.name.clone()).collect(),
+            )
+        })
+        .collect();
+    let outcomes = alter_resources(broker, changes, request.validate_only).await;
+    let responses = request
+        .resources
+        .into_iter()
+        .zip(outcomes)
+        .map(|(resource, result)| {
+            let (code, message) = result.err().unwrap_or((error_code::NONE, String::new()));
+            AlterConfigsResourceResponse {
+                error_code: code,
+                error_message: (code != error_code::NONE).then_some(message),
+                resource_type: resource.resource_type,
+                resource_name: resource.resource_name,
+                ..Default::default()
             }
-        };
-        let (code, message) = result.err().unwrap_or((error_code::NONE, String::new()));
-        responses.push(AlterConfigsResourceResponse {
-            error_code: code,
-            error_message: (code != error_code::NONE).then_some(message),
-            resource_type: resource.resource_type,
-            resource_name: resource.resource_name,
-            ..Default::default()
-        });
-    }
+        })
+        .collect();
     ctx.respond(&IncrementalAlterConfigsResponse {
         responses,
         ..Default::default()

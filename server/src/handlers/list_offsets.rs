@@ -14,12 +14,16 @@ use spate_protocol::messages::list_offsets_response::{
 use spate_protocol::messages::{ListOffsetsRequest, ListOffsetsResponse};
 use spate_protocol::wire::Decode;
 
+use super::fetch::leader_check;
 use super::{RequestContext, error_code};
 use crate::broker::Broker;
 use crate::response::Outcome;
 
 /// v0 (a list of old-style offsets) is not served; Kafka 4.0 starts at v1 too.
 pub const VERSIONS: RangeInclusive<i16> = 1..=10;
+
+/// First version carrying the partition's leader epoch (KIP-320).
+const LEADER_EPOCH_VERSION_MIN: i16 = 4;
 
 const LATEST_TIMESTAMP: i64 = -1;
 const EARLIEST_TIMESTAMP: i64 = -2;
@@ -45,11 +49,24 @@ pub async fn handle(broker: &Broker, ctx: &RequestContext, mut body: Bytes) -> O
                 offset: -1,
                 ..Default::default()
             };
-            match known.filter(|t| (0..t.partition_count).contains(&p.partition_index)) {
+            let state = known.and_then(|t| t.partition(p.partition_index).map(|s| (t, s)));
+            match state {
                 None => answer.error_code = error_code::UNKNOWN_TOPIC_OR_PARTITION,
-                Some(t) => {
-                    let tp = TopicPartition::new(t.name.clone(), p.partition_index);
-                    lookup(broker, &tp, p.timestamp, &mut answer).await;
+                Some((t, state)) => {
+                    let epoch_field = if ctx.version >= LEADER_EPOCH_VERSION_MIN {
+                        state.leader_epoch
+                    } else {
+                        -1
+                    };
+                    answer.leader_epoch = epoch_field;
+                    if let Some((code, _)) =
+                        leader_check(state, broker.node_id, p.current_leader_epoch)
+                    {
+                        answer.error_code = code;
+                    } else {
+                        let tp = TopicPartition::new(t.name.clone(), p.partition_index);
+                        lookup(broker, &tp, p.timestamp, &mut answer).await;
+                    }
                 }
             }
             partitions.push(answer);

@@ -18,6 +18,7 @@ pub mod delete_topics;
 pub mod describe_cluster;
 pub mod describe_configs;
 pub mod describe_groups;
+pub mod describe_quorum;
 pub mod error_code;
 pub mod fetch;
 mod fetch_encode;
@@ -82,6 +83,7 @@ pub const SUPPORTED_APIS: &[(ApiKey, RangeInclusive<i16>)] = &[
         incremental_alter_configs::VERSIONS,
     ),
     (ApiKey::OffsetDelete, offset_delete::VERSIONS),
+    (ApiKey::DescribeQuorum, describe_quorum::VERSIONS),
     (ApiKey::DescribeCluster, describe_cluster::VERSIONS),
 ];
 
@@ -176,6 +178,7 @@ async fn dispatch(broker: &Broker, client_host: Rc<str>, mut frame: Bytes) -> Ou
             incremental_alter_configs::handle(broker, &ctx, body).await
         }
         ApiKey::DescribeCluster => describe_cluster::handle(broker, &ctx, body).await,
+        ApiKey::DescribeQuorum => describe_quorum::handle(broker, &ctx, body).await,
         ApiKey::OffsetCommit => offset_commit::handle(broker, &ctx, body).await,
         ApiKey::OffsetFetch => offset_fetch::handle(broker, &ctx, body).await,
         ApiKey::FindCoordinator => find_coordinator::handle(broker, &ctx, body).await,

@@ -32,7 +32,7 @@ pub async fn handle(broker: &Broker, ctx: &RequestContext, mut body: Bytes) -> O
     let mut answers: Vec<(String, Vec<(i32, ErrorCode)>)> = Vec::new();
     let mut partitions = Vec::new();
     for topic in &request.topics {
-        let partition_count = image.topic(&topic.name).map(|t| t.partition_count);
+        let partition_count = image.topic(&topic.name).map(|t| t.partition_count());
         let mut topic_answers = Vec::new();
         for p in &topic.partitions {
             if partition_count.is_some_and(|n| (0..n).contains(&p.partition_index)) {

@@ -3,14 +3,20 @@
 //!
 //! The records stay `Bytes` slices of the request frame all the way to the engine: nothing
 //! is decoded or copied here. The partitions of one request are appended concurrently, so
-//! they share the engine's group commit instead of paying one fsync each in turn. On a single
-//! node acks=1 and acks=all mean the same thing: the append is on this node's disk.
+//! they share the engine's group commit instead of paying one fsync each in turn.
+//!
+//! Only the partition's leader appends; other nodes answer NOT_LEADER_OR_FOLLOWER with the
+//! current leader and its endpoint (KIP-951). Until replication lands, acks=1 and acks=all
+//! mean the same thing: the append is on the leader's disk.
 
+use std::collections::BTreeMap;
 use std::ops::RangeInclusive;
 
 use bytes::Bytes;
 use spate_engine::TopicPartition;
-use spate_protocol::messages::produce_response::{PartitionProduceResponse, TopicProduceResponse};
+use spate_protocol::messages::produce_response::{
+    LeaderIdAndEpoch, NodeEndpoint, PartitionProduceResponse, TopicProduceResponse,
+};
 use spate_protocol::messages::{ProduceRequest, ProduceResponse};
 use spate_protocol::wire::Decode;
 use tokio::task::JoinSet;
@@ -18,8 +24,10 @@ use tokio::task::JoinSet;
 use super::produce_errors::append_error_code;
 use super::{RequestContext, error_code};
 use crate::broker::Broker;
-use crate::metadata::{Topic, validate_topic_name};
+use crate::metadata::{Leadership, validate_topic_name};
 use crate::response::Outcome;
+use spate_cluster::ClusterImage;
+use spate_cluster::image::TopicImage;
 
 /// From v0: librdkafka turns compression off when the broker's minimum is above 0. Batches
 /// still must be RecordBatch v2 (magic 2); older formats are refused per partition.
@@ -65,6 +73,7 @@ pub async fn handle(broker: &Broker, ctx: &RequestContext, mut body: Bytes) -> O
     };
 
     let image = broker.metadata.image();
+    let mut leaders = LeaderHints::default();
     let mut appends = JoinSet::new();
     for (topic_index, topic) in request.topic_data.into_iter().enumerate() {
         let known = image.topic(&topic.name).cloned();
@@ -81,6 +90,21 @@ pub async fn handle(broker: &Broker, ctx: &RequestContext, mut body: Bytes) -> O
             if let Some((code, message)) = immediate {
                 slot.error_code = code;
                 slot.error_message = Some(message);
+                continue;
+            }
+            let leadership = known
+                .as_deref()
+                .and_then(|t| t.partition(partition.index))
+                .map(|p| Leadership::of(p, broker.node_id));
+            if let Some(hint) = leadership.and_then(|l| leaders.not_leader(&image, l)) {
+                slot.error_code = error_code::NOT_LEADER_OR_FOLLOWER;
+                slot.error_message = Some(format!(
+                    "{}-{}: {hint}; send it to the leader (refresh metadata)",
+                    topic.name, partition.index
+                ));
+                if ctx.version >= CURRENT_LEADER_VERSION_MIN {
+                    slot.current_leader = leaders.current_leader(leadership);
+                }
                 continue;
             }
             let Some(topic_meta) = &known else { continue };
@@ -125,14 +149,82 @@ pub async fn handle(broker: &Broker, ctx: &RequestContext, mut body: Bytes) -> O
     }
     ctx.respond(&ProduceResponse {
         responses,
+        node_endpoints: if ctx.version >= CURRENT_LEADER_VERSION_MIN {
+            leaders.endpoints()
+        } else {
+            Vec::new()
+        },
         ..Default::default()
     })
+}
+
+/// First Produce version that carries the current leader and its endpoint (KIP-951), so a
+/// client can go to the new leader without refreshing all its metadata.
+const CURRENT_LEADER_VERSION_MIN: i16 = 10;
+
+/// The leaders named in NOT_LEADER_OR_FOLLOWER answers, for the response's endpoints.
+#[derive(Default)]
+struct LeaderHints {
+    endpoints: BTreeMap<i32, NodeEndpoint>,
+}
+
+impl LeaderHints {
+    /// `None` if this node leads; otherwise why not, remembering the leader's endpoint.
+    fn not_leader(&mut self, image: &ClusterImage, leadership: Leadership) -> Option<String> {
+        match leadership {
+            Leadership::Local { .. } => None,
+            Leadership::None { .. } => {
+                Some("the partition has no leader (its in-sync replicas are down)".to_owned())
+            }
+            Leadership::Remote { leader, .. } => {
+                if let Some(b) = image.broker(leader).filter(|b| !b.fenced) {
+                    self.endpoints
+                        .entry(leader)
+                        .or_insert_with(|| NodeEndpoint {
+                            node_id: leader,
+                            host: b.kafka.host.clone(),
+                            port: i32::from(b.kafka.port),
+                            rack: b.rack.clone(),
+                            ..Default::default()
+                        });
+                }
+                Some(format!("node {leader} leads it, not this node"))
+            }
+        }
+    }
+
+    fn current_leader(&self, leadership: Option<Leadership>) -> LeaderIdAndEpoch {
+        match leadership {
+            Some(Leadership::Remote {
+                leader,
+                leader_epoch,
+            }) => LeaderIdAndEpoch {
+                leader_id: leader,
+                leader_epoch,
+                ..Default::default()
+            },
+            Some(Leadership::None { leader_epoch }) => LeaderIdAndEpoch {
+                leader_id: -1,
+                leader_epoch,
+                ..Default::default()
+            },
+            _ => LeaderIdAndEpoch {
+                leader_id: -1,
+                leader_epoch: -1,
+                ..Default::default()
+            },
+        }
+    }
+
+    fn endpoints(self) -> Vec<NodeEndpoint> {
+        self.endpoints.into_values().collect()
+    }
 }
 
 /// Why a partition of the request cannot be appended at all, before asking the engine.
 fn check_partition(
     topic_name: &str,
-    topic: Option<&Topic>,
+    topic: Option<&TopicImage>,
     partition: i32,
     records: &Option<Bytes>,
 ) -> Option<(i16, String)> {
@@ -147,7 +239,7 @@ fn check_partition(
             ),
         ));
     }
-    if !topic.is_some_and(|t| (0..t.partition_count).contains(&partition)) {
+    if !topic.is_some_and(|t| (0..t.partition_count()).contains(&partition)) {
         return Some((
             error_code::UNKNOWN_TOPIC_OR_PARTITION,
             format!(

@@ -1,20 +1,12 @@
-//! Topic metadata: names, ids, partition counts and config overrides, persisted under the
-//! data dir. The broker reconciles this with the engine's partitions at start.
+//! Topic metadata as handlers see it: the cluster image this node has applied
+//! ([`view::MetadataView`]), topic config validation, and the single-node releases' file,
+//! read once to migrate it into the metadata log.
 
-pub mod store;
+pub mod legacy;
 pub mod topic_config;
-pub mod topic_id;
-pub mod topic_name;
+pub mod view;
 
-pub use store::{MetadataError, MetadataImage, MetadataStore, Topic};
-pub use topic_id::TopicId;
-pub use topic_name::validate_topic_name;
-
-/// Partitions per topic a client may ask for. Each partition holds open files and a slot on a
-/// shard, so a typo like 1,000,000 must not exhaust the host; Kafka has no hard limit.
-pub const PARTITION_COUNT_MAX: i32 = 10_000;
-
-/// Partitions the whole broker may hold. Each is a folder with open segment files and a slot
-/// on a shard; without a cap, one CreateTopics request (1,000 topics × 10,000 partitions)
-/// could exhaust file descriptors and memory.
-pub const BROKER_PARTITION_COUNT_MAX: i64 = 100_000;
+pub use spate_cluster::image::PARTITION_COUNT_MAX;
+pub use spate_cluster::topic_id::{self, TopicId};
+pub use spate_cluster::topic_name::{self, validate_topic_name};
+pub use view::{Leadership, MetadataView};

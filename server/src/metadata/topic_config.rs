@@ -22,12 +22,20 @@ pub enum ConfigError {
         value: String,
         reason: &'static str,
     },
-    #[error("'{name}={value}' is not supported yet: only cleanup.policy=delete is implemented")]
-    Unsupported { name: String, value: String },
+    #[error("'{name}={value}' is not supported yet: {reason}")]
+    Unsupported {
+        name: String,
+        value: String,
+        reason: &'static str,
+    },
 }
 
 const SUPPORTED: &str = "retention.ms, retention.bytes, segment.bytes, segment.ms, \
-     max.message.bytes, message.timestamp.type, index.interval.bytes, cleanup.policy, flush";
+     max.message.bytes, message.timestamp.type, index.interval.bytes, cleanup.policy, flush, \
+     min.insync.replicas, unclean.leader.election.enable";
+
+/// Kafka's `min.insync.replicas` default.
+pub const MIN_INSYNC_REPLICAS_DEFAULT: i64 = 1;
 
 /// Kafka's lower bound for `segment.bytes`: a segment must hold at least a batch header.
 const SEGMENT_BYTES_MIN: i64 = 14;
@@ -63,6 +71,10 @@ pub const TOPIC_CONFIG_KEYS: &[ConfigKey] = &[
         doc: "Largest record batch (after compression) a producer may append.",
     },
     ConfigKey {
+        name: "min.insync.replicas",
+        doc: "With acks=all, the in-sync replicas a write needs before it is acknowledged.",
+    },
+    ConfigKey {
         name: "message.timestamp.type",
         doc: "CreateTime keeps the producer's timestamps; LogAppendTime stamps on append.",
     },
@@ -81,6 +93,11 @@ pub const TOPIC_CONFIG_KEYS: &[ConfigKey] = &[
     ConfigKey {
         name: "segment.ms",
         doc: "Roll to a new segment once the active one is this old.",
+    },
+    ConfigKey {
+        name: "unclean.leader.election.enable",
+        doc: "Elect a replica outside the ISR when no ISR member is live (loses data); only \
+              false is supported.",
     },
 ];
 
@@ -143,11 +160,28 @@ pub fn apply(config: &mut LogConfig, name: &str, value: &str) -> Result<(), Conf
                 return Err(ConfigError::Unsupported {
                     name: name.to_owned(),
                     value: value.to_owned(),
+                    reason: "only cleanup.policy=delete is implemented",
                 });
             }
             _ => return Err(invalid("expected delete")),
         },
         "flush" => config.flush = parse_flush(value).ok_or_else(|| invalid(FLUSH_EXPECTED))?,
+        // Replication settings: stored with the topic and enforced by replication, not by
+        // the log; validated here so a bad value is refused at the API.
+        "min.insync.replicas" => {
+            int_at_least(1)?;
+        }
+        "unclean.leader.election.enable" => match value {
+            "false" => {}
+            "true" => {
+                return Err(ConfigError::Unsupported {
+                    name: name.to_owned(),
+                    value: value.to_owned(),
+                    reason: "leaders are elected from the ISR only",
+                });
+            }
+            _ => return Err(invalid("expected true or false")),
+        },
         _ => return Err(ConfigError::Unknown(name.to_owned())),
     }
     Ok(())
@@ -191,6 +225,8 @@ pub fn value_of(config: &LogConfig, name: &str) -> Option<String> {
         "retention.ms" => config.retention_ms.to_string(),
         "segment.bytes" => config.segment_bytes.to_string(),
         "segment.ms" => config.segment_ms.to_string(),
+        "min.insync.replicas" => MIN_INSYNC_REPLICAS_DEFAULT.to_string(),
+        "unclean.leader.election.enable" => "false".to_owned(),
         _ => return None,
     })
 }

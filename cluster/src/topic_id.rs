@@ -67,6 +67,20 @@ impl FromStr for TopicId {
     }
 }
 
+impl serde::Serialize for TopicId {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_str(self)
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for TopicId {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let text = String::deserialize(deserializer)?;
+        text.parse()
+            .map_err(|_| serde::de::Error::custom(format!("'{text}' is not a topic id (a UUID)")))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

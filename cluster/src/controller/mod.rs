@@ -1,0 +1,14 @@
+//! What the active controller decides. Each decision is a function of the current image
+//! (and, for broker sessions, of a time passed in) that returns the records to write;
+//! `server/` writes them through the quorum and answers the caller once they are applied.
+//!
+//! Decisions are made one at a time on the image that includes every earlier decision, so
+//! they never race; the preconditions the records carry (broker and partition epochs) make
+//! a stale decision harmless if leadership moves mid-write.
+
+mod leadership;
+pub mod sessions;
+pub mod topics;
+
+pub use sessions::{BrokerSessions, Heartbeat, HeartbeatReply, RegisterBroker, SessionError};
+pub use topics::{CreateTopic, TopicDefaults, TopicError, ValidateConfigs};

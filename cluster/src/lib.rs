@@ -1,0 +1,31 @@
+//! Spate's cluster control logic, sans-IO.
+//!
+//! - [`records`]: the metadata records the controller quorum replicates (openraft log
+//!   entries), versioned so a later release can read an older log.
+//! - [`image`]: the metadata image those records build (brokers, topics, partitions with
+//!   their replicas, ISR, leaders and epochs), and the one `apply` every node runs.
+//! - [`placement`], [`election`], [`controller`]: what the active controller decides (where
+//!   replicas go, who leads, when a broker is fenced), as functions of the image and of a
+//!   time passed in.
+//!
+//! Nothing here touches a clock, a disk or a socket: `server/` is the glue that stores the
+//! log, moves records between nodes and applies images to the engine. That is what lets the
+//! simulator drive the same code with a fake clock.
+
+pub mod controller;
+pub mod election;
+pub mod image;
+pub mod placement;
+pub mod records;
+pub mod topic_id;
+pub mod topic_name;
+
+pub use image::{BrokerRegistration, ClusterImage, PartitionState, TopicImage};
+pub use records::{ApplyError, MetadataBatch, Record, RecordBody, RecordError};
+pub use topic_id::TopicId;
+
+/// A node's id, as Kafka's `node.id` / broker id (an int32 on the wire, never negative).
+pub type NodeId = i32;
+
+/// Kafka's "no leader" (a partition whose ISR has no live member).
+pub const NO_LEADER: NodeId = -1;
