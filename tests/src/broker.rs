@@ -5,6 +5,11 @@
 //! does not exit in time). [`Broker::kill9`] and [`Broker::restart`] keep the data directory, which
 //! is what the durability tests need. The broker's stderr goes to a file whose tail is printed
 //! when startup fails, and which a test can read with [`Broker::log_tail`].
+//!
+//! Starting is two steps, [`Broker::spawn_with`] and [`Broker::await_ready`], because a node of a
+//! cluster prints its listening line only once a majority of the controller quorum runs: a
+//! [`crate::Cluster`] spawns every node first and then waits for each. [`Broker::start_with`] does
+//! both for a single node.
 
 use std::fs::File;
 use std::io::{BufRead, BufReader, Read, Write};
@@ -33,6 +38,9 @@ const SAME_PORT_REBIND_TIMEOUT_MS: u64 = 10_000;
 /// A bound on any one HTTP exchange with the admin endpoint.
 const ADMIN_HTTP_TIMEOUT_MS: u64 = 5_000;
 
+/// The largest admin answer read; `/cluster` of a small test cluster is a few KB.
+const ADMIN_ANSWER_BYTES_MAX: u64 = 16 * 1024 * 1024;
+
 /// The prefix of the one stdout line that says where the broker listens.
 const LISTENING_PREFIX: &str = "spate listening ";
 
@@ -51,6 +59,15 @@ pub struct BrokerOptions {
     pub binary: Option<PathBuf>,
 }
 
+/// What a listening line says: the Kafka listener (absent on a controller-only node), the admin
+/// listener, and the cluster (QUIC) listener of a cluster node.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ListeningLine {
+    pub kafka: Option<SocketAddr>,
+    pub admin: SocketAddr,
+    pub cluster: Option<SocketAddr>,
+}
+
 /// A running `spate serve` process.
 pub struct Broker {
     child: Option<Child>,
@@ -59,7 +76,10 @@ pub struct Broker {
     log_dir: TempDir,
     kafka_addr: SocketAddr,
     admin_addr: SocketAddr,
+    cluster_addr: Option<SocketAddr>,
     start_count: u32,
+    /// The stdout lines of a process spawned but not yet awaited.
+    pending_lines: Option<mpsc::Receiver<String>>,
 }
 
 impl Broker {
@@ -68,8 +88,16 @@ impl Broker {
         Broker::start_with(BrokerOptions::default())
     }
 
-    /// Starts a broker with `options`.
+    /// Starts a broker with `options` and waits until it prints its listening line.
     pub fn start_with(options: BrokerOptions) -> Result<Broker, HarnessError> {
+        let mut broker = Broker::spawn_with(options)?;
+        broker.await_ready()?;
+        Ok(broker)
+    }
+
+    /// Starts the process without waiting for its listening line; [`Broker::await_ready`] waits.
+    /// Until then the addresses are `127.0.0.1:0`.
+    pub fn spawn_with(options: BrokerOptions) -> Result<Broker, HarnessError> {
         let data_dir = tempfile::Builder::new()
             .prefix("spate-data-")
             .tempdir()
@@ -86,10 +114,46 @@ impl Broker {
             log_dir,
             kafka_addr: unbound,
             admin_addr: unbound,
+            cluster_addr: None,
             start_count: 0,
+            pending_lines: None,
         };
-        broker.launch(None)?;
+        broker.spawn(None)?;
         Ok(broker)
+    }
+
+    /// Waits (up to [`READY_TIMEOUT_MS`]) for the listening line of the process last spawned.
+    /// On failure the process is killed and the error carries its stderr's tail.
+    pub fn await_ready(&mut self) -> Result<(), HarnessError> {
+        self.await_ready_within(Duration::from_millis(READY_TIMEOUT_MS))
+    }
+
+    /// Like [`Broker::await_ready`], with a deadline of `timeout`: for tests that expect a node
+    /// never to become ready.
+    pub fn await_ready_within(&mut self, timeout: Duration) -> Result<(), HarnessError> {
+        let Some(lines) = self.pending_lines.take() else {
+            return Err(HarnessError::BrokerNotReady {
+                reason: "no process was spawned, or it was already awaited".to_string(),
+                stderr_tail: self.log_tail(STDERR_TAIL_BYTES),
+            });
+        };
+        match self.await_listening_line(&lines, timeout) {
+            Ok(line) => {
+                self.kafka_addr = line
+                    .kafka
+                    .unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 0)));
+                self.admin_addr = line.admin;
+                self.cluster_addr = line.cluster;
+                Ok(())
+            }
+            Err(reason) => {
+                let _ = self.kill9();
+                Err(HarnessError::BrokerNotReady {
+                    reason,
+                    stderr_tail: self.log_tail(STDERR_TAIL_BYTES),
+                })
+            }
+        }
     }
 
     /// The Kafka bootstrap address, `127.0.0.1:PORT`, for clients.
@@ -105,6 +169,22 @@ impl Broker {
     /// The admin HTTP listener's socket address.
     pub fn admin_addr(&self) -> SocketAddr {
         self.admin_addr
+    }
+
+    /// The cluster (QUIC, UDP) listener's address, for a cluster node.
+    pub fn cluster_addr(&self) -> Option<SocketAddr> {
+        self.cluster_addr
+    }
+
+    /// Whether the listening line named a Kafka listener (a controller-only node has none).
+    pub fn has_kafka_listener(&self) -> bool {
+        self.kafka_addr.port() != 0
+    }
+
+    /// The options the next (re)start uses; a test may change them between starts, e.g. to
+    /// restart on the same data directory as another node.
+    pub fn options_mut(&mut self) -> &mut BrokerOptions {
+        &mut self.options
     }
 
     /// The data directory, which survives [`Broker::kill9`] and [`Broker::restart`].
@@ -127,6 +207,7 @@ impl Broker {
 
     /// Kills the broker with SIGKILL, as a crash or power cut would, and reaps it.
     pub fn kill9(&mut self) -> Result<(), HarnessError> {
+        self.pending_lines = None;
         if let Some(mut child) = self.child.take() {
             child
                 .kill()
@@ -138,15 +219,53 @@ impl Broker {
         Ok(())
     }
 
+    /// Stops the process with SIGSTOP, as a long GC pause or a hung host would: its sockets stay
+    /// open but it answers nothing until [`Broker::resume`].
+    pub fn pause(&mut self) -> Result<(), HarnessError> {
+        self.signal("STOP")
+    }
+
+    /// Continues a process stopped by [`Broker::pause`] (SIGCONT).
+    pub fn resume(&mut self) -> Result<(), HarnessError> {
+        self.signal("CONT")
+    }
+
+    fn signal(&mut self, name: &str) -> Result<(), HarnessError> {
+        let Some(pid) = self.pid() else {
+            return Err(HarnessError::io(
+                format!("SIG{name} broker"),
+                std::io::Error::new(std::io::ErrorKind::NotFound, "the broker is not running"),
+            ));
+        };
+        if send_signal(pid, name) {
+            Ok(())
+        } else {
+            Err(HarnessError::io(
+                format!("SIG{name} broker {pid}"),
+                std::io::Error::other("kill(1) failed"),
+            ))
+        }
+    }
+
     /// Sends SIGTERM and waits for a clean exit; returns the exit status, or `None` if the broker
     /// had to be SIGKILLed after [`SHUTDOWN_TIMEOUT_MS`].
     pub fn terminate(&mut self) -> Result<Option<ExitStatus>, HarnessError> {
+        self.terminate_within(Duration::from_millis(SHUTDOWN_TIMEOUT_MS))
+    }
+
+    /// Like [`Broker::terminate`], SIGKILLing after `timeout`: a cluster node's controlled
+    /// shutdown may wait for the controller longer than a single node's.
+    pub fn terminate_within(
+        &mut self,
+        timeout: Duration,
+    ) -> Result<Option<ExitStatus>, HarnessError> {
+        self.pending_lines = None;
         let Some(mut child) = self.child.take() else {
             return Ok(None);
         };
         // The pid is our unreaped child's, so it cannot have been reused by another process.
-        send_sigterm(child.id());
-        let deadline = Instant::now() + Duration::from_millis(SHUTDOWN_TIMEOUT_MS);
+        send_signal(child.id(), "TERM");
+        let deadline = Instant::now() + timeout;
         loop {
             match child.try_wait() {
                 Ok(Some(status)) => return Ok(Some(status)),
@@ -163,7 +282,8 @@ impl Broker {
     }
 
     /// Starts the broker again on the same data directory (after [`Broker::kill9`] or
-    /// [`Broker::terminate`]). Ports are ephemeral, so [`Broker::bootstrap`] changes.
+    /// [`Broker::terminate`]) and waits for its listening line. Ports are ephemeral, so
+    /// [`Broker::bootstrap`] changes.
     pub fn restart(&mut self) -> Result<(), HarnessError> {
         if self.child.is_some() {
             self.terminate()?;
@@ -222,7 +342,24 @@ impl Broker {
             .join(format!("stderr-{start_index}.log"))
     }
 
+    /// Spawns the process again on the same data directory and ports without waiting for its
+    /// listening line ([`Broker::await_ready`] does): for restarting several nodes of a cluster
+    /// at once, none of which gets ready before a majority runs. Unlike
+    /// [`Broker::restart_on_same_ports`] it cannot retry a bind that fails: call it after the
+    /// old process is gone (a SIGKILLed process's listeners are released when it is reaped).
+    pub fn respawn_on_same_ports(&mut self) -> Result<(), HarnessError> {
+        if self.child.is_some() {
+            self.terminate()?;
+        }
+        self.spawn(Some((self.kafka_addr, self.admin_addr)))
+    }
+
     fn launch(&mut self, ports: Option<(SocketAddr, SocketAddr)>) -> Result<(), HarnessError> {
+        self.spawn(ports)?;
+        self.await_ready()
+    }
+
+    fn spawn(&mut self, ports: Option<(SocketAddr, SocketAddr)>) -> Result<(), HarnessError> {
         self.start_count += 1;
         let stderr_path = self.stderr_path(self.start_count);
         let stderr_file =
@@ -258,33 +395,22 @@ impl Broker {
             .map_err(|e| HarnessError::io(format!("spawn {}", binary.display()), e))?;
         let lines = forward_stdout(&mut child, self.log_dir.path(), self.start_count);
         self.child = Some(child);
-        match self.await_listening_line(&lines) {
-            Ok((kafka_addr, admin_addr)) => {
-                self.kafka_addr = kafka_addr;
-                self.admin_addr = admin_addr;
-                Ok(())
-            }
-            Err(reason) => {
-                let _ = self.kill9();
-                Err(HarnessError::BrokerNotReady {
-                    reason,
-                    stderr_tail: self.log_tail(STDERR_TAIL_BYTES),
-                })
-            }
-        }
+        self.pending_lines = Some(lines);
+        Ok(())
     }
 
     fn await_listening_line(
         &mut self,
         lines: &mpsc::Receiver<String>,
-    ) -> Result<(SocketAddr, SocketAddr), String> {
-        let deadline = Instant::now() + Duration::from_millis(READY_TIMEOUT_MS);
+        timeout: Duration,
+    ) -> Result<ListeningLine, String> {
+        let deadline = Instant::now() + timeout;
         loop {
             let remaining = deadline.saturating_duration_since(Instant::now());
             match lines.recv_timeout(remaining.min(Duration::from_millis(100))) {
                 Ok(line) => {
-                    if let Some(addrs) = parse_listening_line(&line) {
-                        return Ok(addrs);
+                    if let Some(listening) = parse_listening_fields(&line) {
+                        return Ok(listening);
                     }
                     if line.starts_with(LISTENING_PREFIX) {
                         return Err(format!("unparseable listening line: {line:?}"));
@@ -299,7 +425,10 @@ impl Broker {
                 return Err("process exited before printing its listening line".to_string());
             }
             if Instant::now() >= deadline {
-                return Err(format!("no listening line within {READY_TIMEOUT_MS} ms"));
+                return Err(format!(
+                    "no listening line within {} ms",
+                    timeout.as_millis()
+                ));
             }
         }
     }
@@ -311,19 +440,35 @@ impl Drop for Broker {
     }
 }
 
-/// Parses `spate listening kafka=127.0.0.1:PORT admin=127.0.0.1:PORT`.
+/// Parses `spate listening kafka=127.0.0.1:PORT admin=127.0.0.1:PORT`; other fields (a cluster
+/// node's `cluster=`) are ignored.
 pub fn parse_listening_line(line: &str) -> Option<(SocketAddr, SocketAddr)> {
+    let listening = parse_listening_fields(line)?;
+    Some((listening.kafka?, listening.admin))
+}
+
+/// Parses every address of a listening line. `admin=` is required; `kafka=` is absent on a
+/// controller-only node and `cluster=` on a single node; unknown fields are ignored, but a known
+/// one that does not parse makes the whole line unparseable.
+pub fn parse_listening_fields(line: &str) -> Option<ListeningLine> {
     let rest = line.trim().strip_prefix(LISTENING_PREFIX)?;
     let mut kafka = None;
     let mut admin = None;
+    let mut cluster = None;
     for field in rest.split_whitespace() {
         if let Some(value) = field.strip_prefix("kafka=") {
-            kafka = value.parse().ok();
+            kafka = Some(value.parse().ok()?);
         } else if let Some(value) = field.strip_prefix("admin=") {
-            admin = value.parse().ok();
+            admin = Some(value.parse().ok()?);
+        } else if let Some(value) = field.strip_prefix("cluster=") {
+            cluster = Some(value.parse().ok()?);
         }
     }
-    Some((kafka?, admin?))
+    Some(ListeningLine {
+        kafka,
+        admin: admin?,
+        cluster,
+    })
 }
 
 /// Reads the child's stdout on a thread: every line goes to the returned channel (for the
@@ -347,18 +492,26 @@ fn forward_stdout(child: &mut Child, log_dir: &Path, start_index: u32) -> mpsc::
     receiver
 }
 
-/// SIGTERM through `kill(1)`: std has no portable way to send it, and this keeps the harness
-/// free of `unsafe`. A failure leaves the process running, which `terminate` then SIGKILLs.
-fn send_sigterm(pid: u32) {
-    let _ = Command::new("kill")
-        .args(["-TERM", &pid.to_string()])
+/// A signal (`TERM`, `STOP`, `CONT`) through `kill(1)`: std has no portable way to send one, and
+/// this keeps the harness free of `unsafe`. Returns whether `kill` succeeded; a failed SIGTERM
+/// leaves the process running, which `terminate` then SIGKILLs.
+fn send_signal(pid: u32, name: &str) -> bool {
+    Command::new("kill")
+        .args([format!("-{name}"), pid.to_string()])
         .stdout(Stdio::null())
         .stderr(Stdio::null())
-        .status();
+        .status()
+        .is_ok_and(|status| status.success())
 }
 
 /// A minimal HTTP/1.0 GET returning the status code; enough for `/health`.
 pub fn http_get_status(addr: SocketAddr, path: &str) -> Result<u16, HarnessError> {
+    http_get(addr, path).map(|(status, _)| status)
+}
+
+/// A minimal HTTP/1.0 GET returning the status code and the body (the server closes the
+/// connection after an HTTP/1.0 answer, so the body is everything after the headers).
+pub fn http_get(addr: SocketAddr, path: &str) -> Result<(u16, String), HarnessError> {
     let timeout = Duration::from_millis(ADMIN_HTTP_TIMEOUT_MS);
     let mut stream = TcpStream::connect_timeout(&addr, timeout)
         .map_err(|e| HarnessError::io(format!("connect admin {addr}"), e))?;
@@ -367,15 +520,21 @@ pub fn http_get_status(addr: SocketAddr, path: &str) -> Result<u16, HarnessError
         .map_err(|e| HarnessError::io("set admin read timeout", e))?;
     write!(stream, "GET {path} HTTP/1.0\r\nHost: {addr}\r\n\r\n")
         .map_err(|e| HarnessError::io("send admin request", e))?;
-    let mut status_line = String::new();
-    BufReader::new(stream)
-        .read_line(&mut status_line)
-        .map_err(|e| HarnessError::io("read admin status line", e))?;
-    status_line
+    let mut answer = Vec::new();
+    stream
+        .take(ADMIN_ANSWER_BYTES_MAX)
+        .read_to_end(&mut answer)
+        .map_err(|e| HarnessError::io(format!("read admin answer to GET {path}"), e))?;
+    let answer = String::from_utf8_lossy(&answer);
+    let (head, body) = answer
+        .split_once("\r\n\r\n")
+        .ok_or_else(|| HarnessError::MalformedResponse(format!("HTTP answer {answer:?}")))?;
+    let status = head
         .split_whitespace()
         .nth(1)
         .and_then(|code| code.parse().ok())
-        .ok_or_else(|| HarnessError::MalformedResponse(format!("HTTP status line {status_line:?}")))
+        .ok_or_else(|| HarnessError::MalformedResponse(format!("HTTP head {head:?}")))?;
+    Ok((status, body.to_string()))
 }
 
 #[cfg(test)]
@@ -389,6 +548,30 @@ mod tests {
                 .unwrap();
         assert_eq!(kafka, SocketAddr::from(([127, 0, 0, 1], 40001)));
         assert_eq!(admin, SocketAddr::from(([127, 0, 0, 1], 40002)));
+    }
+
+    #[test]
+    fn listening_line_of_a_cluster_node_names_its_cluster_listener() {
+        let line =
+            "spate listening kafka=127.0.0.1:40001 admin=127.0.0.1:40002 cluster=127.0.0.1:40003";
+        let listening = parse_listening_fields(line).unwrap();
+        assert_eq!(
+            listening.cluster,
+            Some(SocketAddr::from(([127, 0, 0, 1], 40003)))
+        );
+        assert_eq!(
+            listening.kafka,
+            Some(SocketAddr::from(([127, 0, 0, 1], 40001)))
+        );
+        assert!(
+            parse_listening_line(line).is_some(),
+            "unknown fields are ignored"
+        );
+        let controller_only =
+            parse_listening_fields("spate listening admin=127.0.0.1:2 cluster=127.0.0.1:3")
+                .unwrap();
+        assert_eq!(controller_only.kafka, None);
+        assert!(parse_listening_fields("spate listening admin=127.0.0.1:2 cluster=x").is_none());
     }
 
     #[test]

@@ -27,6 +27,16 @@ pub enum HarnessError {
         timeout_ms: u128,
         stderr_tail: String,
     },
+    /// A command the harness runs to set up (e.g. `spate cluster ca`) exited unsuccessfully.
+    #[error("`{command}` failed\n{output}")]
+    CommandFailed { command: String, output: String },
+    /// A condition polled by the harness did not come true in time.
+    #[error("timed out after {timeout_ms} ms waiting for {what}\n{details}")]
+    WaitTimedOut {
+        what: String,
+        timeout_ms: u128,
+        details: String,
+    },
     /// The broker's answer on the wire was not what the protocol allows.
     #[error("malformed response: {0}")]
     MalformedResponse(String),

@@ -25,11 +25,11 @@ use spate_protocol::messages::offset_fetch_response::OffsetFetchResponseGroup;
 use spate_protocol::messages::sync_group_request::SyncGroupRequestAssignment;
 use spate_protocol::messages::{
     DeleteGroupsRequest, DeleteGroupsResponse, DescribeGroupsRequest, DescribeGroupsResponse,
-    FindCoordinatorRequest, FindCoordinatorResponse, HeartbeatRequest, HeartbeatResponse,
-    JoinGroupRequest, JoinGroupResponse, LeaveGroupRequest, LeaveGroupResponse, ListGroupsRequest,
-    ListGroupsResponse, OffsetCommitRequest, OffsetCommitResponse, OffsetDeleteRequest,
-    OffsetDeleteResponse, OffsetFetchRequest, OffsetFetchResponse, SyncGroupRequest,
-    SyncGroupResponse,
+    DescribeQuorumRequest, DescribeQuorumResponse, FindCoordinatorRequest, FindCoordinatorResponse,
+    HeartbeatRequest, HeartbeatResponse, JoinGroupRequest, JoinGroupResponse, LeaveGroupRequest,
+    LeaveGroupResponse, ListGroupsRequest, ListGroupsResponse, OffsetCommitRequest,
+    OffsetCommitResponse, OffsetDeleteRequest, OffsetDeleteResponse, OffsetFetchRequest,
+    OffsetFetchResponse, ProduceRequest, ProduceResponse, SyncGroupRequest, SyncGroupResponse,
 };
 use spate_protocol::wire::{Decode, Encode};
 
@@ -49,8 +49,8 @@ pub const CONSUMER_PROTOCOL_TYPE: &str = "consumer";
 /// The assignor name the tests' members offer.
 pub const RANGE_ASSIGNOR: &str = "range";
 
-/// A request of a group API, tied to its response type and API key so one generic call can
-/// frame, send and decode it.
+/// A request of a group API (or another flexible API a test needs: DescribeQuorum, Produce v10+),
+/// tied to its response type and API key so one generic call can frame, send and decode it.
 pub trait GroupRequest: Encode {
     /// The response this request is answered with.
     type Response: Decode;
@@ -79,6 +79,8 @@ group_requests! {
     DescribeGroupsRequest => DescribeGroupsResponse, DescribeGroups;
     DeleteGroupsRequest => DeleteGroupsResponse, DeleteGroups;
     OffsetDeleteRequest => OffsetDeleteResponse, OffsetDelete;
+    DescribeQuorumRequest => DescribeQuorumResponse, DescribeQuorum;
+    ProduceRequest => ProduceResponse, Produce;
 }
 
 /// A request sent but not yet answered: a JoinGroup the coordinator holds until the rebalance

@@ -202,25 +202,40 @@ pub fn decode_produce_v7(body: &[u8]) -> Result<ProducePartitionReply, HarnessEr
     })
 }
 
-/// CreateTopics v4 of one topic with `configs`; returns the topic's error code.
+/// CreateTopics v4 of one topic with `configs` and one replica per partition; returns the
+/// topic's error code.
 pub fn create_topic_v4(
     connection: &mut KafkaConnection,
     name: &str,
     partition_count: i32,
     configs: &[(&str, &str)],
 ) -> Result<i16, HarnessError> {
+    create_replicated_topic_v4(connection, name, partition_count, 1, configs, 10_000)
+}
+
+/// CreateTopics v4 of one topic with `replication_factor` replicas per partition (-1: the
+/// broker's default), waiting up to `timeout_ms` for the controller (keep it below the
+/// connection's read timeout); returns the topic's error code.
+pub fn create_replicated_topic_v4(
+    connection: &mut KafkaConnection,
+    name: &str,
+    partition_count: i32,
+    replication_factor: i16,
+    configs: &[(&str, &str)],
+    timeout_ms: i32,
+) -> Result<i16, HarnessError> {
     let mut request = Encoder::default();
     request
         .array_len(1)
         .string(name)
         .i32(partition_count)
-        .i16(1) // replication_factor
+        .i16(replication_factor)
         .array_len(0); // assignments
     request.array_len(configs.len());
     for (key, value) in configs {
         request.string(key).string(value);
     }
-    request.i32(10_000).i8(0); // timeout_ms, validate_only
+    request.i32(timeout_ms).i8(0); // timeout_ms, validate_only
     let body = connection.round_trip(api_key::CREATE_TOPICS, 4, &request.bytes)?;
     let mut decoder = Decoder::new(&body);
     let _throttle_time_ms = decoder.i32()?;

@@ -6,6 +6,10 @@
 //! hand-built wire bytes for hostile input. Nothing here links against the broker's code: what is
 //! tested is what a user's client sees on the socket.
 //!
+//! [`Cluster`] starts several such processes as one cluster (certificates, a controller quorum,
+//! brokers that register with it) for the cluster tests; [`cluster_requests`] reads what each
+//! node tells clients about it.
+//!
 //! This crate does not install the clients. `scripts/install-test-deps.sh` does; when a client
 //! is missing, the helpers return an error that says to run it, so a test fails loudly instead
 //! of skipping.
@@ -14,6 +18,9 @@ pub mod admin_requests;
 pub mod broker;
 pub mod cli;
 pub mod clients;
+pub mod cluster;
+pub mod cluster_requests;
+pub mod docs;
 pub mod error;
 pub mod fetch_request;
 pub mod group_requests;
@@ -24,5 +31,6 @@ pub mod wire;
 pub mod workspace;
 
 pub use broker::{Broker, BrokerOptions};
+pub use cluster::{Cluster, ClusterOptions, NodeId, NodeRole};
 pub use error::HarnessError;
 pub use process_run::{ProcessOutput, run_with_timeout};

@@ -15,13 +15,10 @@
 )]
 
 use std::net::TcpListener;
-use std::os::unix::process::CommandExt;
-use std::path::Path;
-use std::process::Command;
 use std::time::Duration;
 
-use spate_tests::run_with_timeout;
-use spate_tests::workspace::{spate_binary, workspace_root};
+use spate_tests::docs::{run_shell_block, shell_block_after};
+use spate_tests::workspace::workspace_root;
 
 /// The marker line in README.md that opens the tested block.
 const MARKER: &str = "<!-- quick-start -->";
@@ -29,27 +26,6 @@ const MARKER: &str = "<!-- quick-start -->";
 /// Generous: the block starts a broker, creates a topic, produces, consumes twice (once in a
 /// group, which waits out the first rebalance) and describes the group, on a loaded machine.
 const SCRIPT_TIMEOUT: Duration = Duration::from_secs(120);
-
-/// The shell block after [`MARKER`]: the lines between its opening ```` ```sh ```` fence and the
-/// closing fence, verbatim.
-fn quick_start_block(readme: &str) -> String {
-    let after_marker = readme
-        .split_once(MARKER)
-        .map(|(_, rest)| rest)
-        .unwrap_or_else(|| panic!("README.md has no {MARKER} line"));
-    let mut lines = after_marker
-        .lines()
-        .skip_while(|line| line.trim().is_empty());
-    let fence = lines.next().unwrap_or_default();
-    assert_eq!(
-        fence.trim(),
-        "```sh",
-        "the line after {MARKER} must open a ```sh block"
-    );
-    let block: Vec<&str> = lines.take_while(|line| line.trim() != "```").collect();
-    assert!(!block.is_empty(), "the quick-start block is empty");
-    block.join("\n") + "\n"
-}
 
 fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
@@ -62,34 +38,16 @@ fn free_port() -> u16 {
 #[test]
 fn readme_quick_start_runs_as_written() {
     let readme = std::fs::read_to_string(workspace_root().join("README.md")).unwrap();
-    let block = quick_start_block(&readme);
-    let binary = spate_binary().unwrap();
-    let bin_dir = binary.parent().unwrap_or(Path::new("."));
-    let path = format!(
-        "{}:{}",
-        bin_dir.display(),
-        std::env::var("PATH").unwrap_or_default()
-    );
+    let block = shell_block_after(&readme, MARKER);
     let folder = tempfile::tempdir().unwrap();
     let kafka = format!("127.0.0.1:{}", free_port());
     let admin = format!("127.0.0.1:{}", free_port());
-
-    // The block runs as a newcomer's shell would, stopping at the first failing command. Should
-    // it fail before its own last line stops the broker, the EXIT trap stops whatever it left in
-    // the background, so the output pipes close and the test reports instead of hanging.
-    let script = format!("set -eu\ntrap 'kill $(jobs -p) 2>/dev/null || true' EXIT\n{block}");
-    let mut command = Command::new("bash");
-    command
-        .arg("-c")
-        .arg(&script)
-        .current_dir(folder.path())
-        .env("PATH", path)
-        .env("SPATE_LISTEN", &kafka)
-        .env("SPATE_ADMIN_LISTEN", &admin)
-        .env("SPATE_BOOTSTRAP", &kafka)
-        .env("NO_COLOR", "1")
-        .process_group(0);
-    let output = run_with_timeout(&mut command, None, SCRIPT_TIMEOUT).unwrap();
+    let env = [
+        ("SPATE_LISTEN", kafka.as_str()),
+        ("SPATE_ADMIN_LISTEN", admin.as_str()),
+        ("SPATE_BOOTSTRAP", kafka.as_str()),
+    ];
+    let output = run_shell_block(&block, folder.path(), &env, SCRIPT_TIMEOUT).unwrap();
     assert!(
         output.status.success(),
         "the quick start failed:\n{block}\n{}",
