@@ -9,6 +9,7 @@
 #
 # Usage: scripts/controller-failover.sh [TRIALS]               (default 10)
 #        SPATE_BIN=target/release/spate scripts/controller-failover.sh   times a release build
+#        SPATE_FAILOVER_ELECTION_TIMEOUT_MS=1000 scripts/…   with the default election timeout
 set -euo pipefail
 cd "$(dirname "$0")/.."
 

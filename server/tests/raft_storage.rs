@@ -433,7 +433,7 @@ impl RaftNetwork<TypeConfig> for NoNetwork {
 const WAIT: Option<Duration> = Some(Duration::from_secs(10));
 
 async fn start(dir: &Path, feed: Arc<MetadataFeed>) -> Raft {
-    let mut config = (*raft_config(150, 50).unwrap()).clone();
+    let mut config = (*raft_config(300, 50).unwrap()).clone();
     // Purge everything a snapshot covers, so the restart must use snapshot and log.
     config.max_in_snapshot_log_to_keep = 0;
     let log = LogStore::open(dir).unwrap();

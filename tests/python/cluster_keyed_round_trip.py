@@ -1,6 +1,8 @@
 """Keyed records through a Spate cluster with confluent-kafka: an idempotent producer
 (acks=all) writes RECORDS records over KEYS keys to a topic whose partitions are led by
-different nodes, and an assign() consumer reads every partition back from the start.
+different nodes, an assign() consumer reads every partition back from the start, and a
+consumer group (subscribe, commits) reads them all again; a second member of the group then
+resumes at the committed offsets and finds nothing left.
 
 Usage: python cluster_keyed_round_trip.py BOOTSTRAP TOPIC PARTITIONS RECORDS
 BOOTSTRAP may be a single node: the clients must find each partition's leader from Metadata.
@@ -94,6 +96,45 @@ def consume(bootstrap, topic, partitions, expected):
     return read
 
 
+def consume_in_group(bootstrap, topic, partitions, expected):
+    """A group member (subscribe) reads everything and commits; the group's coordinator is
+    the leader of its __consumer_offsets partition, on whichever node that is. A second
+    member of the group then starts where the first committed and finds nothing left."""
+    group = "cluster-keyed-group"
+    config = {
+        "bootstrap.servers": bootstrap,
+        "group.id": group,
+        "auto.offset.reset": "earliest",
+        "enable.auto.commit": False,
+        "enable.partition.eof": False,
+    }
+    consumer = Consumer(config)
+    consumer.subscribe([topic])
+    count = 0
+    deadline = time.monotonic() + TIMEOUT_S
+    while count < expected and time.monotonic() < deadline:
+        for message in consumer.consume(num_messages=1000, timeout=0.5):
+            if message.error() is not None:
+                fail(f"group consume error: {message.error()!r}")
+            count += 1
+    expect(count == expected, f"the group read {count} of {expected} records in {TIMEOUT_S}s")
+    consumer.commit(asynchronous=False)
+    committed = consumer.committed([TopicPartition(topic, p) for p in range(partitions)], timeout=10)
+    consumer.close()
+    expect(
+        sum(tp.offset for tp in committed) == expected,
+        f"committed offsets add up to {sum(tp.offset for tp in committed)}, not {expected}",
+    )
+    second = Consumer(config)
+    second.subscribe([topic])
+    leftover = 0
+    quiet_until = time.monotonic() + 8
+    while time.monotonic() < quiet_until:
+        leftover += len([m for m in second.consume(num_messages=1000, timeout=0.5) if m.error() is None])
+    second.close()
+    expect(leftover == 0, f"a second member re-read {leftover} committed records")
+
+
 def main():
     if len(sys.argv) != 5:
         fail(f"usage: {sys.argv[0]} BOOTSTRAP TOPIC PARTITIONS RECORDS")
@@ -105,6 +146,9 @@ def main():
 
     step("consume every partition from the beginning")
     read = consume(bootstrap, topic, partitions, records)
+
+    step("consume again as a consumer group that commits, then resume from its commits")
+    consume_in_group(bootstrap, topic, partitions, records)
 
     step("check: exactly once, at the reported offsets, per-key order, one partition per key")
     seen = set()

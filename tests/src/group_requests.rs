@@ -25,11 +25,13 @@ use spate_protocol::messages::offset_fetch_response::OffsetFetchResponseGroup;
 use spate_protocol::messages::sync_group_request::SyncGroupRequestAssignment;
 use spate_protocol::messages::{
     DeleteGroupsRequest, DeleteGroupsResponse, DescribeGroupsRequest, DescribeGroupsResponse,
-    DescribeQuorumRequest, DescribeQuorumResponse, FindCoordinatorRequest, FindCoordinatorResponse,
-    HeartbeatRequest, HeartbeatResponse, JoinGroupRequest, JoinGroupResponse, LeaveGroupRequest,
-    LeaveGroupResponse, ListGroupsRequest, ListGroupsResponse, OffsetCommitRequest,
-    OffsetCommitResponse, OffsetDeleteRequest, OffsetDeleteResponse, OffsetFetchRequest,
-    OffsetFetchResponse, ProduceRequest, ProduceResponse, SyncGroupRequest, SyncGroupResponse,
+    DescribeQuorumRequest, DescribeQuorumResponse, FetchRequest, FetchResponse,
+    FindCoordinatorRequest, FindCoordinatorResponse, HeartbeatRequest, HeartbeatResponse,
+    JoinGroupRequest, JoinGroupResponse, LeaveGroupRequest, LeaveGroupResponse, ListGroupsRequest,
+    ListGroupsResponse, ListOffsetsRequest, ListOffsetsResponse, MetadataRequest, MetadataResponse,
+    OffsetCommitRequest, OffsetCommitResponse, OffsetDeleteRequest, OffsetDeleteResponse,
+    OffsetFetchRequest, OffsetFetchResponse, ProduceRequest, ProduceResponse, SyncGroupRequest,
+    SyncGroupResponse,
 };
 use spate_protocol::wire::{Decode, Encode};
 
@@ -81,6 +83,9 @@ group_requests! {
     OffsetDeleteRequest => OffsetDeleteResponse, OffsetDelete;
     DescribeQuorumRequest => DescribeQuorumResponse, DescribeQuorum;
     ProduceRequest => ProduceResponse, Produce;
+    FetchRequest => FetchResponse, Fetch;
+    ListOffsetsRequest => ListOffsetsResponse, ListOffsets;
+    MetadataRequest => MetadataResponse, Metadata;
 }
 
 /// A request sent but not yet answered: a JoinGroup the coordinator holds until the rebalance

@@ -147,7 +147,15 @@ fn controller_failover_recovery_time_over_many_trials() {
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(MEASURED_TRIALS);
-    let mut cluster = Cluster::start(ClusterOptions::default()).unwrap();
+    // SPATE_FAILOVER_ELECTION_TIMEOUT_MS=1000 measures with Kafka's (and Spate's) default.
+    let mut options = ClusterOptions::default();
+    if let Some(ms) = std::env::var("SPATE_FAILOVER_ELECTION_TIMEOUT_MS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+    {
+        options.election_timeout_ms = ms;
+    }
+    let mut cluster = Cluster::start(options).unwrap();
     let trials: Vec<Trial> = (0..count)
         .map(|index| kill_leader_and_recover(&mut cluster, index))
         .collect();

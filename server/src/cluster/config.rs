@@ -18,6 +18,9 @@ pub const HEARTBEAT_INTERVAL_MS_DEFAULT: u64 = 2_000;
 /// Kafka's `controller.quorum.election.timeout.ms` default: a follower that hears nothing
 /// from the quorum leader for a random time between this and twice this stands for election.
 pub const ELECTION_TIMEOUT_MS_DEFAULT: u64 = 1_000;
+/// Shortest election timeout accepted: the quorum leader heartbeats every fifth of it, and
+/// a follower's randomized timer needs room below it (see `raft::raft_config`).
+pub const ELECTION_TIMEOUT_MS_MIN: u64 = 30;
 /// Kafka's `offsets.topic.replication.factor` default (capped by the brokers registered).
 pub const OFFSETS_TOPIC_REPLICATION_FACTOR_DEFAULT: i16 = 3;
 /// How long a stopping broker waits for the controller to move its leaderships away before
@@ -279,8 +282,10 @@ impl ClusterConfig {
                 self.heartbeat_interval_ms, self.session_timeout_ms
             ));
         }
-        if self.election_timeout_ms < 10 {
-            return Err("controller.quorum.election.timeout.ms must be at least 10".to_owned());
+        if self.election_timeout_ms < ELECTION_TIMEOUT_MS_MIN {
+            return Err(format!(
+                "controller.quorum.election.timeout.ms must be at least {ELECTION_TIMEOUT_MS_MIN}"
+            ));
         }
         if self.default_replication_factor.is_some_and(|rf| rf < 1) {
             return Err("default.replication.factor must be at least 1".to_owned());

@@ -162,7 +162,7 @@ async fn start_quorum(
     let log_store = LogStore::open(&dir).map_err(|e| log_error(e.to_string()))?;
     let state_machine =
         StateMachine::open(&dir, feed.clone()).map_err(|e| log_error(e.to_string()))?;
-    let heartbeat_ms = (cluster.election_timeout_ms / 5).max(10);
+    let heartbeat_ms = (cluster.election_timeout_ms / 5).max(1);
     let raft_config = raft::raft_config(cluster.election_timeout_ms, heartbeat_ms)
         .map_err(|e| NodeError::Quorum(e.to_string()))?;
     let network = NetworkFactory { transport };

@@ -58,18 +58,24 @@ pub const REPLICATION_LAG_MAX: u64 = 2 * SNAPSHOT_LOGS_SINCE_LAST;
 /// megabytes and is written durably on arrival; openraft's 200 ms default would cut that off.
 pub const SNAPSHOT_INSTALL_TIMEOUT_MS: u64 = 30_000;
 
-/// The openraft config for the metadata quorum. Elections time out at random between
-/// `election_timeout_ms` and twice that (Raft's randomized range, so split votes are rare);
-/// a leader sends heartbeats every `heartbeat_interval_ms`, which must be below
-/// `election_timeout_ms`.
+/// The openraft config for the metadata quorum, for Kafka's
+/// `controller.quorum.election.timeout.ms` = `election_timeout_ms`: a follower that hears
+/// nothing from the leader for that long stands for election.
+///
+/// openraft makes a follower of a committed leader wait out a leader lease (its maximum
+/// election timeout) and then a random election timeout before it stands. So its range is
+/// set to a third and two thirds of the configured timeout: a follower stands after between
+/// `election_timeout_ms` and 4/3 of it without a heartbeat (randomized, so split votes are
+/// rare), as a KRaft voter would, instead of three to four times it. A leader sends
+/// heartbeats every `heartbeat_interval_ms`, which must be below a third of the timeout.
 pub fn raft_config(
     election_timeout_ms: u64,
     heartbeat_interval_ms: u64,
 ) -> Result<Arc<Config>, Box<ConfigError>> {
     let config = Config {
         cluster_name: "spate".to_owned(),
-        election_timeout_min: election_timeout_ms,
-        election_timeout_max: election_timeout_ms.saturating_mul(2),
+        election_timeout_min: election_timeout_ms / 3,
+        election_timeout_max: election_timeout_ms.saturating_mul(2) / 3,
         heartbeat_interval: heartbeat_interval_ms,
         install_snapshot_timeout: SNAPSHOT_INSTALL_TIMEOUT_MS,
         snapshot_policy: SnapshotPolicy::LogsSinceLast(SNAPSHOT_LOGS_SINCE_LAST),
@@ -88,8 +94,10 @@ mod tests {
     fn the_config_validates_and_refuses_heartbeats_slower_than_elections() {
         let config = raft_config(1_000, 100).unwrap();
         assert_eq!(config.cluster_name, "spate");
-        assert_eq!(config.election_timeout_max, 2_000);
-        assert!(raft_config(100, 100).is_err());
+        // Lease (the max) plus a random timeout: a follower stands after 1 to 1.33 s.
+        assert_eq!(config.election_timeout_min, 333);
+        assert_eq!(config.election_timeout_max, 666);
+        assert!(raft_config(300, 100).is_err());
         assert!(raft_config(0, 0).is_err());
     }
 }
