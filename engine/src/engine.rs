@@ -6,6 +6,9 @@
 //! typed here and mapped to Kafka codes by the server's handlers.
 
 mod create;
+mod disk;
+mod outcomes;
+mod replication;
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -15,7 +18,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use bytes::Bytes;
 use tokio::sync::watch;
 
-use crate::log::{self, LogError};
+use crate::log::{self, HighWatermarkMode, LogError, ReadBound};
 use crate::placement::{Placement, PlacementError};
 use crate::shard::group_commit::spawn_flusher;
 use crate::shard::partition_table;
@@ -26,6 +29,8 @@ use crate::shard::{
 use crate::{LogConfig, TopicPartition};
 
 pub use crate::log::{FileSlice, SegmentFile};
+pub use disk::VolumeSpace;
+pub use outcomes::{AppendOutcome, PartitionOffsets, ReadOutcome};
 
 /// Kafka's `log.retention.check.interval.ms` default: how often each shard applies retention.
 pub const RETENTION_CHECK_INTERVAL_MS_DEFAULT: u64 = 300_000;
@@ -54,6 +59,12 @@ pub struct EngineConfig {
     /// Settings given to partitions recovered at start. The server re-applies per-topic
     /// overrides with [`Engine::set_config`] after start (topic configs are its metadata).
     pub default_log_config: LogConfig,
+    /// Who moves the high watermark of every partition opened by this engine (recovered at
+    /// start or created), until [`Engine::set_high_watermark_mode`] changes it. `Local` (the
+    /// default) is the single node. A cluster node passes `Replicated`, so that between start
+    /// and the replication glue taking over, consumers see nothing above each partition's
+    /// checkpointed high watermark.
+    pub default_high_watermark_mode: HighWatermarkMode,
 }
 
 impl EngineConfig {
@@ -65,36 +76,9 @@ impl EngineConfig {
             cross_shard_queue_depth: CROSS_SHARD_QUEUE_DEPTH,
             retention_check_interval_ms: RETENTION_CHECK_INTERVAL_MS_DEFAULT,
             default_log_config: LogConfig::default(),
+            default_high_watermark_mode: HighWatermarkMode::Local,
         }
     }
-}
-
-/// What an append did. Offsets are inclusive.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct AppendOutcome {
-    pub base_offset: i64,
-    pub last_offset: i64,
-    /// Broker time stamped into the batches, for `LogAppendTime` topics.
-    pub log_append_time_ms: Option<i64>,
-    pub log_start_offset: i64,
-    /// The batch was an idempotent producer's retry; the offsets are the original ones.
-    pub duplicate: bool,
-}
-
-/// Slices of whole batches to send with `sendfile`, and the offsets a Fetch reports.
-#[derive(Debug, Clone)]
-pub struct ReadOutcome {
-    pub slices: Vec<FileSlice>,
-    pub high_watermark: i64,
-    pub log_start_offset: i64,
-    pub log_end_offset: i64,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct PartitionOffsets {
-    pub log_start_offset: i64,
-    pub high_watermark: i64,
-    pub log_end_offset: i64,
 }
 
 /// Errors of engine-level operations (routing, lifecycle, whole-log I/O).
@@ -191,6 +175,8 @@ type Routes = Arc<HashMap<TopicPartition, ShardId>>;
 
 struct EngineInner {
     shards: ShardSet,
+    /// [`EngineConfig::default_high_watermark_mode`], for partitions created later.
+    default_high_watermark_mode: HighWatermarkMode,
     routes: RwLock<Routes>,
     /// Serializes placement changes (each persists the table with an fsync). Never taken on
     /// the append/read path.
@@ -261,6 +247,7 @@ impl Engine {
         Ok(Engine {
             inner: Arc::new(EngineInner {
                 shards,
+                default_high_watermark_mode: config.default_high_watermark_mode,
                 routes: RwLock::new(routes_of(&placement)),
                 placement: Mutex::new(placement),
                 offline: RwLock::new(offline),
@@ -353,6 +340,21 @@ impl Engine {
             .await
     }
 
+    /// Runs the synchronous `f` on `tp`'s owning shard and hands back its answer.
+    async fn call_on_owner<R, E, F>(&self, tp: &TopicPartition, f: F) -> Result<R, E>
+    where
+        R: Send + 'static,
+        E: From<EngineError> + Send + 'static,
+        F: FnOnce(&ShardContext, &TopicPartition) -> Result<R, E> + Send + 'static,
+    {
+        let name = tp.clone();
+        self.on_owner(tp, move |context| {
+            let result = f(&context, &name);
+            Box::pin(async move { result })
+        })
+        .await?
+    }
+
     /// Deletes a partition and its data. In-flight appends finish first; readers holding
     /// slices keep reading the unlinked files.
     pub async fn delete_partition(&self, tp: &TopicPartition) -> Result<(), EngineError> {
@@ -374,12 +376,10 @@ impl Engine {
         tp: &TopicPartition,
         config: LogConfig,
     ) -> Result<(), EngineError> {
-        let name = tp.clone();
-        self.on_owner(tp, move |context| {
-            let result = partition_table::set_config(&context, &name, config);
-            Box::pin(async move { result })
+        self.call_on_owner(tp, move |context, name| {
+            partition_table::set_config(context, name, config)
         })
-        .await?
+        .await
     }
 
     /// Kafka's DeleteRecords: records below `offset` stop being readable and the segments
@@ -390,12 +390,10 @@ impl Engine {
         tp: &TopicPartition,
         offset: i64,
     ) -> Result<i64, EngineError> {
-        let name = tp.clone();
-        self.on_owner(tp, move |context| {
-            let result = partition_table::delete_records_before(&context, &name, offset);
-            Box::pin(async move { result })
+        self.call_on_owner(tp, move |context, name| {
+            partition_table::delete_records_before(context, name, offset)
         })
-        .await?
+        .await
     }
 
     /// `records` holds one or more RecordBatch v2 batches exactly as the producer sent them.
@@ -421,19 +419,18 @@ impl Engine {
     ) -> Result<ReadOutcome, ReadError> {
         let name = tp.clone();
         self.on_owner(tp, move |context| {
-            let result = partition_table::read(&context, &name, offset, max_bytes);
+            let result =
+                partition_table::read(&context, &name, offset, max_bytes, ReadBound::HighWatermark);
             Box::pin(async move { result })
         })
         .await?
     }
 
     pub async fn offsets(&self, tp: &TopicPartition) -> Result<PartitionOffsets, EngineError> {
-        let name = tp.clone();
-        self.on_owner(tp, move |context| {
-            let result = partition_table::offsets(&context, &name);
-            Box::pin(async move { result })
+        self.call_on_owner(tp, move |context, name| {
+            partition_table::offsets(context, name)
         })
-        .await?
+        .await
     }
 
     /// The first offset whose timestamp is at or after `timestamp_ms`, with that timestamp.
@@ -463,12 +460,10 @@ impl Engine {
         &self,
         tp: &TopicPartition,
     ) -> Result<watch::Receiver<i64>, EngineError> {
-        let name = tp.clone();
-        self.on_owner(tp, move |context| {
-            let result = partition_table::watch_high_watermark(&context, &name);
-            Box::pin(async move { result })
+        self.call_on_owner(tp, move |context, name| {
+            partition_table::watch_high_watermark(context, name)
         })
-        .await?
+        .await
     }
 
     /// Stops accepting calls, then stops shards in reverse order of start; each finishes its
@@ -487,6 +482,7 @@ fn shard_init(
 ) -> ShardInit {
     let data_dir = config.data_dir.clone();
     let log_config = config.default_log_config.clone();
+    let mode = config.default_high_watermark_mode;
     let retention_interval = Duration::from_millis(config.retention_check_interval_ms.max(1));
     Arc::new(move |context: &ShardContext| {
         spawn_flusher(context);
@@ -494,8 +490,13 @@ fn shard_init(
             .get(context.shard_id().0)
             .cloned()
             .unwrap_or_default();
-        let opened =
-            partition_table::open_partitions(context, &data_dir, names.clone(), log_config.clone());
+        let opened = partition_table::open_partitions(
+            context,
+            &data_dir,
+            names.clone(),
+            log_config.clone(),
+            mode,
+        );
         for (tp, outcome) in names.into_iter().zip(opened) {
             if let Err(error) = outcome {
                 tracing::error!(partition = %tp, %error, "partition failed to open; it is offline");

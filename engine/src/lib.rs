@@ -19,4 +19,5 @@ pub use engine::{
     AppendError, AppendOutcome, Engine, EngineConfig, EngineError, PartitionOffsets, ReadError,
     ReadOutcome,
 };
+pub use log::{HighWatermarkMode, ReadBound};
 pub use shard::{LocalBoxFuture, ShardContext, ShardId};

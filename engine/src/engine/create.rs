@@ -87,9 +87,11 @@ impl Engine {
         let calls = per_shard.into_iter().map(|(shard, entries)| {
             let data_dir = self.inner.data_dir.clone();
             let config = config.clone();
+            let mode = self.inner.default_high_watermark_mode;
             let names: Vec<TopicPartition> = entries.iter().map(|(_, tp)| tp.clone()).collect();
             let call = self.invoke_on(shard, move |context| {
-                let opened = partition_table::open_partitions(context, &data_dir, names, config);
+                let opened =
+                    partition_table::open_partitions(context, &data_dir, names, config, mode);
                 Box::pin(async move { opened })
             });
             async move { (entries, call.await) }

@@ -110,6 +110,7 @@ impl PartitionLog {
             segment_before,
             rolled,
             producers_before,
+            epochs_before: None,
         });
         Ok(StagedAppend {
             base_offset,
@@ -214,7 +215,12 @@ impl PartitionLog {
     /// Kafka's roll rules: the active segment is not empty and the append would pass
     /// `segment.bytes`, or the segment is older than `segment.ms`, or half its relative
     /// offset space is used.
-    fn should_roll(&self, append_bytes: u64, segment_limit_bytes: u64, now_ms: i64) -> bool {
+    pub(crate) fn should_roll(
+        &self,
+        append_bytes: u64,
+        segment_limit_bytes: u64,
+        now_ms: i64,
+    ) -> bool {
         let active = self.active();
         if active.is_empty() {
             return false;
@@ -224,8 +230,9 @@ impl PartitionLog {
             || self.next_offset - active.base_offset() > SEGMENT_OFFSET_SPAN_MAX / 2
     }
 
-    /// Starts a new active segment at the log end offset, writing the old one's index files.
-    /// Blocking file I/O: a roll happens once per `segment.bytes`.
+    /// Starts a new active segment at the log end offset, writing the old one's index files,
+    /// and remembers the producer state at its start (for truncation). Blocking file I/O: a
+    /// roll happens once per `segment.bytes`.
     pub fn roll(&mut self, now_ms: i64) -> Result<(), LogError> {
         if self.active().is_empty() {
             return Ok(());
@@ -238,6 +245,7 @@ impl PartitionLog {
         let file = SegmentFile::create(&self.dir, base).map_err(|source| self.io(base, source))?;
         sync_dir(&self.dir).map_err(|source| self.io(base, source))?;
         self.segments.push(Segment::new(Arc::new(file), now_ms));
+        self.snapshot_producers(base);
         Ok(())
     }
 }

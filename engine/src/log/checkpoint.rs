@@ -15,6 +15,12 @@ pub const RECOVERY_POINT_FILE: &str = "recovery-point-offset-checkpoint";
 /// segment's base. Without it a restart would bring deleted records back.
 pub const LOG_START_OFFSET_FILE: &str = "log-start-offset-checkpoint";
 
+/// The high watermark of a replicated partition (Kafka keeps one such file per log dir; Spate
+/// keeps one per partition, beside the recovery point). Written only in
+/// `HighWatermarkMode::Replicated`, never above the flushed offset; lowered at once when the
+/// high watermark or the log goes below it.
+pub const REPLICATION_OFFSET_FILE: &str = "replication-offset-checkpoint";
+
 /// The only checkpoint format version so far.
 pub const CHECKPOINT_VERSION: u32 = 0;
 

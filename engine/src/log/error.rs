@@ -67,9 +67,29 @@ pub enum LogError {
         partition: TopicPartition,
         in_flight_count: usize,
     },
+    /// `set_high_watermark` on a partition whose high watermark follows its stable end.
+    #[error(
+        "partition {partition}: the high watermark is local (it follows the stable end); switch the partition to HighWatermarkMode::Replicated before setting it"
+    )]
+    HighWatermarkIsLocal { partition: TopicPartition },
+    /// Leader epochs are non-negative (Kafka's `-1` means "no epoch" and is never stored).
+    #[error(
+        "partition {partition}: leader epoch {epoch} is negative; pass the leader epoch from the partition's metadata"
+    )]
+    InvalidLeaderEpoch {
+        partition: TopicPartition,
+        epoch: i32,
+    },
+    /// Offsets are non-negative.
+    #[error("partition {partition}: offset {offset} is negative")]
+    InvalidOffset {
+        partition: TopicPartition,
+        offset: i64,
+    },
 }
 
-/// Why `stage_append` refused the records. Nothing was staged when this is returned.
+/// Why `stage_append` or `stage_replica_append` refused the records. Nothing was staged when
+/// this is returned.
 #[derive(Debug, thiserror::Error)]
 pub enum AppendError {
     /// A batch failed the structural checks (Kafka: CORRUPT_MESSAGE).
@@ -97,6 +117,17 @@ pub enum AppendError {
     /// Assigning offsets would pass `i64::MAX`.
     #[error("offset space exhausted")]
     OffsetOverflow,
+    /// A replica append does not continue the log: its first batch must start at the log end
+    /// and each batch where the previous one ended. Nothing was staged; fetch again from
+    /// `expected` (the follower's log end).
+    #[error(
+        "replica batch {batch_index} starts at offset {found} where {expected} was expected; fetch again from offset {expected}"
+    )]
+    NotContiguous {
+        batch_index: usize,
+        expected: i64,
+        found: i64,
+    },
     /// Rolling to a new segment failed.
     #[error(transparent)]
     Log(#[from] LogError),

@@ -96,9 +96,32 @@ impl LeaderEpochCache {
         changed
     }
 
-    /// KIP-101's `OffsetsForLeaderEpoch`: the largest epoch at or below `epoch` and the offset
-    /// where it ended (the next epoch's start, or the log end for the latest epoch). `None`
-    /// when the cache has no epoch at or below `epoch`.
+    /// Kafka's `LeaderEpochFileCache.endOffsetFor`, the answer to `OffsetsForLeaderEpoch`
+    /// (KIP-101, KIP-279) over a log ending at `log_end_offset`:
+    /// - the latest epoch: `(epoch, log_end_offset)`;
+    /// - an older epoch: the largest epoch at or below it and the start of the next one;
+    /// - an epoch below every entry: `(epoch, first entry's start)`;
+    /// - above the latest, negative, or an empty cache: `None` (Kafka's undefined answer).
+    pub fn end_offset_for_epoch(&self, epoch: i32, log_end_offset: i64) -> Option<(i32, i64)> {
+        if epoch < 0 {
+            return None;
+        }
+        let latest = self.entries.last()?;
+        if latest.epoch == epoch {
+            return Some((epoch, log_end_offset));
+        }
+        let higher = self.entries.partition_point(|e| e.epoch <= epoch);
+        let next_start = self.entries.get(higher)?.start_offset;
+        match higher.checked_sub(1) {
+            Some(floor) => Some((self.entries[floor].epoch, next_start)),
+            None => Some((epoch, next_start)),
+        }
+    }
+
+    /// The largest epoch at or below `epoch` and the offset where it ended (the next epoch's
+    /// start, or the log end for the latest epoch); `None` when the cache has no epoch at or
+    /// below `epoch`. A floor lookup; replication answers with
+    /// [`LeaderEpochCache::end_offset_for_epoch`], which follows Kafka at the edges.
     pub fn end_offset_for(&self, epoch: i32, log_end_offset: i64) -> Option<(i32, i64)> {
         let after = self.entries.partition_point(|e| e.epoch <= epoch);
         let found = self.entries.get(after.checked_sub(1)?)?;
@@ -230,6 +253,23 @@ mod tests {
             }
         );
         assert_eq!(cache.entries().len(), 2);
+    }
+
+    #[test]
+    fn end_offset_for_epoch_answers_as_kafkas_leader_epoch_file_cache() {
+        let cache = cache(&[(1, 0), (3, 10), (6, 25)]);
+        assert_eq!(cache.end_offset_for_epoch(6, 40), Some((6, 40)));
+        assert_eq!(cache.end_offset_for_epoch(3, 40), Some((3, 25)));
+        assert_eq!(cache.end_offset_for_epoch(2, 40), Some((1, 10)));
+        assert_eq!(cache.end_offset_for_epoch(5, 40), Some((3, 25)));
+        assert_eq!(
+            super::tests::cache(&[(4, 7)]).end_offset_for_epoch(2, 9),
+            Some((2, 7)),
+            "below every entry: the epoch asked, ending at the first start"
+        );
+        assert_eq!(cache.end_offset_for_epoch(7, 40), None, "above the latest");
+        assert_eq!(cache.end_offset_for_epoch(-1, 40), None);
+        assert_eq!(LeaderEpochCache::default().end_offset_for_epoch(0, 5), None);
     }
 
     #[test]

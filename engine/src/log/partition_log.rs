@@ -13,10 +13,12 @@ use std::sync::Arc;
 use super::checkpoint::{RECOVERY_POINT_FILE, encode_offset_checkpoint, write_atomically};
 use super::error::LogError;
 use super::leader_epoch::LeaderEpochCache;
+use super::marks::HighWatermarkMode;
+use super::producer_snapshots::ProducerSnapshot;
 use super::producer_state::{ProducerEntry, ProducerStateTable};
 use super::segment::{Segment, SegmentCursor};
 use super::segment_file::{SegmentFile, segment_file_name};
-use crate::{FlushPolicy, LogConfig, TopicPartition};
+use crate::{LogConfig, TopicPartition};
 
 /// An append that was staged and whose effects may still be undone by `abort_staged`.
 #[derive(Debug)]
@@ -33,13 +35,20 @@ pub(crate) struct StagedRecord {
     pub rolled: bool,
     /// Producer entries the append replaced, in the order it replaced them.
     pub producers_before: Vec<(i64, Option<ProducerEntry>)>,
+    /// The leader-epoch cache before a replica append changed it (epochs read from its batch
+    /// headers), so undoing the append puts it back. `None` for every other append.
+    pub epochs_before: Option<LeaderEpochCache>,
 }
 
 /// Batch boundaries remembered per partition: enough for consumers a few appends behind.
 pub(crate) const RECENT_BOUNDARIES: usize = 16;
 
-/// The start of a batch: `offset` is its base offset, at `position` in the segment whose
-/// base offset is `segment_base_offset`.
+/// A place in the log between two batches (or at its end): `offset` is the base offset of the
+/// batch that starts at byte `position` of the segment whose base offset is
+/// `segment_base_offset`, or the offset the next batch there will get.
+///
+/// The log's marks (written end, stable end, high watermark) are kept this way, so a reader
+/// bounded by one knows at once how many bytes of each segment it may return.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct BatchBoundary {
     pub offset: i64,
@@ -49,6 +58,9 @@ pub(crate) struct BatchBoundary {
 
 /// The log of one partition. Lives on, and is only touched by, the shard that owns the
 /// partition.
+///
+/// Its marks always satisfy `log_start_offset <= high_watermark <= stable_end <= written_end
+/// <= log_end_offset` (`next_offset`); see `marks.rs` for who moves each one.
 #[derive(Debug)]
 pub struct PartitionLog {
     pub(crate) dir: PathBuf,
@@ -59,16 +71,23 @@ pub struct PartitionLog {
     pub(crate) log_start_offset: i64,
     /// The offset the next staged batch gets (log end offset, staged appends included).
     pub(crate) next_offset: i64,
-    /// Every offset below this has been written (reported by the runtime).
-    pub(crate) written_offset: i64,
+    /// Every offset below this has been written (reported by the runtime), with the end of
+    /// the last written append.
+    pub(crate) written_end: BatchBoundary,
     /// Every offset below this has been written and fsynced: the recovery point.
     pub(crate) synced_offset: i64,
     pub(crate) checkpointed_recovery_point: i64,
-    pub(crate) high_watermark: i64,
-    /// The segment holding the high watermark's batch boundary and the position of it.
-    pub(crate) high_watermark_segment: i64,
-    pub(crate) high_watermark_position: u64,
-    /// Appends not yet under the high watermark, oldest first. Bounded by the runtime's
+    /// Every offset below this is durable per the flush policy: fsynced under
+    /// `flush=always`, written otherwise. Only moves over whole staged appends.
+    pub(crate) stable_end: BatchBoundary,
+    /// Readers (consumers) see offsets below this. Equal to `stable_end` in
+    /// [`HighWatermarkMode::Local`]; set by replication in [`HighWatermarkMode::Replicated`].
+    pub(crate) high_watermark: BatchBoundary,
+    pub(crate) high_watermark_mode: HighWatermarkMode,
+    /// The value in `replication-offset-checkpoint`, as read at open or last written; `None`
+    /// when there is no (readable) file.
+    pub(crate) checkpointed_high_watermark: Option<i64>,
+    /// Appends not yet under the stable end, oldest first. Bounded by the runtime's
     /// in-flight appends.
     pub(crate) staged: VecDeque<StagedRecord>,
     /// Where the last few committed appends ended (offset, segment, byte position): the
@@ -77,6 +96,9 @@ pub struct PartitionLog {
     /// first append, so idle partitions pay nothing.
     pub(crate) recent_boundaries: VecDeque<BatchBoundary>,
     pub(crate) producers: ProducerStateTable,
+    /// Producer state at the start of the last few segments, so truncation can rebuild the
+    /// state at any offset in them by replaying one segment.
+    pub(crate) producer_snapshots: VecDeque<ProducerSnapshot>,
     pub(crate) epochs: LeaderEpochCache,
 }
 
@@ -118,9 +140,9 @@ impl PartitionLog {
         self.config = config;
     }
 
-    /// Offsets below this are visible to readers.
+    /// Offsets below this are visible to readers (consumers).
     pub fn high_watermark(&self) -> i64 {
-        self.high_watermark
+        self.high_watermark.offset
     }
 
     /// The first offset still in the log.
@@ -166,6 +188,18 @@ impl PartitionLog {
     /// Records that leader `epoch` starts writing at `start_offset` and persists the cache.
     /// Batches appended from now on carry `epoch` as their `partitionLeaderEpoch`.
     pub fn assign_epoch(&mut self, epoch: i32, start_offset: i64) -> Result<(), LogError> {
+        if epoch < 0 {
+            return Err(LogError::InvalidLeaderEpoch {
+                partition: self.name.clone(),
+                epoch,
+            });
+        }
+        if start_offset < 0 {
+            return Err(LogError::InvalidOffset {
+                partition: self.name.clone(),
+                offset: start_offset,
+            });
+        }
         if self.epochs.assign(epoch, start_offset) {
             self.epochs
                 .persist(&self.dir)
@@ -176,51 +210,6 @@ impl PartitionLog {
                 })?;
         }
         Ok(())
-    }
-
-    /// The runtime wrote every staged append up to and including `through_offset` (the
-    /// `last_offset` of a `StagedAppend`). Calls must not go backwards past earlier ones;
-    /// under `flush=never`/`interval_ms` this advances the high watermark.
-    pub fn mark_written(&mut self, through_offset: i64) {
-        let end = through_offset.saturating_add(1).min(self.next_offset);
-        self.written_offset = self.written_offset.max(end);
-        self.advance_high_watermark();
-    }
-
-    /// The runtime wrote and fdatasynced every staged append up to and including
-    /// `through_offset`. Advances the recovery point and, under `flush=always`, the high
-    /// watermark.
-    pub fn mark_synced(&mut self, through_offset: i64) {
-        let end = through_offset.saturating_add(1).min(self.next_offset);
-        self.synced_offset = self.synced_offset.max(end);
-        self.written_offset = self.written_offset.max(self.synced_offset);
-        self.advance_high_watermark();
-    }
-
-    /// Moves the high watermark over every staged append that is durable enough for the flush
-    /// policy. It only ever lands on append boundaries.
-    fn advance_high_watermark(&mut self) {
-        let visible_end = match self.config.flush {
-            FlushPolicy::Always => self.synced_offset,
-            FlushPolicy::IntervalMs(_) | FlushPolicy::Never => self.written_offset,
-        };
-        while let Some(front) = self.staged.front() {
-            if front.end_offset > visible_end {
-                break;
-            }
-            self.high_watermark = front.end_offset;
-            self.high_watermark_segment = front.segment_base_offset;
-            self.high_watermark_position = front.end_position;
-            if self.recent_boundaries.len() == RECENT_BOUNDARIES {
-                self.recent_boundaries.pop_front();
-            }
-            self.recent_boundaries.push_back(BatchBoundary {
-                offset: front.end_offset,
-                segment_base_offset: front.segment_base_offset,
-                position: front.end_position,
-            });
-            self.staged.pop_front();
-        }
     }
 
     /// Segments holding bytes that are not fsynced yet: the runtime issues one fdatasync per
@@ -239,9 +228,10 @@ impl PartitionLog {
         dirty
     }
 
-    /// Writes index files that changed and the recovery point (if it moved), and seals
-    /// segments that can no longer change (their indexes then live mostly on disk). Cheap
-    /// enough to call every few seconds; call it before shutting down.
+    /// Writes index files that changed, the recovery point (if it moved) and, in
+    /// [`HighWatermarkMode::Replicated`], the high watermark (if it moved); and seals segments
+    /// that can no longer change (their indexes then live mostly on disk). Cheap enough to
+    /// call every few seconds; call it before shutting down.
     pub fn checkpoint(&mut self) -> Result<(), LogError> {
         for index in 0..self.segments.len() {
             if self.segments[index].indexes_dirty {
@@ -253,11 +243,12 @@ impl PartitionLog {
         }
         let sealable = self.segments.len() - 1;
         for segment in &mut self.segments[..sealable] {
-            if !segment.indexes_dirty && segment.cursor.next_offset <= self.high_watermark {
+            if !segment.indexes_dirty && segment.cursor.next_offset <= self.stable_end.offset {
                 segment.seal();
             }
         }
-        self.write_recovery_point(self.synced_offset)
+        self.write_recovery_point(self.synced_offset)?;
+        self.checkpoint_high_watermark()
     }
 
     pub(crate) fn write_recovery_point(&mut self, offset: i64) -> Result<(), LogError> {
@@ -281,7 +272,7 @@ impl PartitionLog {
     /// Fsyncs what is not yet synced, checkpoints and closes. Every staged append must have
     /// been written.
     pub fn close(mut self) -> Result<(), LogError> {
-        if self.written_offset < self.next_offset {
+        if self.written_end.offset < self.next_offset {
             return Err(LogError::WritesInFlight {
                 partition: self.name.clone(),
                 in_flight_count: self.staged.len(),

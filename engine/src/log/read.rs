@@ -1,13 +1,26 @@
-//! Reads: segment slices of whole batches below the high watermark, and timestamp lookup.
+//! Reads: segment slices of whole batches below a bound (the high watermark for consumers,
+//! the written end for followers), and timestamp lookup.
 //!
 //! A read costs a binary search over segments, one over the sparse index, and a few header
 //! `pread`s (at most about `index.interval.bytes` worth of batches on each end). It never
 //! copies record bytes: the slices are sent from the file.
 
 use super::error::ReadError;
-use super::partition_log::PartitionLog;
+use super::partition_log::{BatchBoundary, PartitionLog};
 use super::segment::{HeaderFields, HeaderReadError, Segment, read_header_at};
 use super::segment_file::FileSlice;
+
+/// How far a read may go.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum ReadBound {
+    /// Consumers: whole batches below the high watermark.
+    #[default]
+    HighWatermark,
+    /// Followers fetching from the leader: whole batches below the written end, i.e. every
+    /// byte in the files (under `flush=always` possibly not fsynced yet), never staged bytes
+    /// that are not written.
+    WrittenEnd,
+}
 
 /// What a read found, with the offsets a Fetch response reports.
 #[derive(Debug, Clone)]
@@ -29,6 +42,23 @@ impl PartitionLog {
     /// `max_bytes`, except that the first batch is returned whole even if it alone is larger
     /// (KIP-74), so a consumer always makes progress.
     pub fn read(&self, offset: i64, max_bytes: u32) -> Result<ReadResult, ReadError> {
+        self.read_bounded(offset, max_bytes, ReadBound::HighWatermark)
+    }
+
+    /// [`PartitionLog::read`] up to `bound` instead of the high watermark. An offset at or
+    /// above the bound but not past the log end gets an empty answer; past the log end (or
+    /// below its start), `OffsetOutOfRange`. The result's `high_watermark` is always the high
+    /// watermark, whatever the bound.
+    pub fn read_bounded(
+        &self,
+        offset: i64,
+        max_bytes: u32,
+        bound: ReadBound,
+    ) -> Result<ReadResult, ReadError> {
+        let mark = match bound {
+            ReadBound::HighWatermark => &self.high_watermark,
+            ReadBound::WrittenEnd => &self.written_end,
+        };
         if offset < self.log_start_offset || offset > self.next_offset {
             return Err(ReadError::OffsetOutOfRange {
                 offset,
@@ -38,17 +68,17 @@ impl PartitionLog {
         }
         let mut result = ReadResult {
             slices: Vec::new(),
-            high_watermark: self.high_watermark,
+            high_watermark: self.high_watermark.offset,
             log_start_offset: self.log_start_offset,
             log_end_offset: self.next_offset,
         };
-        if offset >= self.high_watermark {
+        if offset >= mark.offset {
             return Ok(result);
         }
         let first = self.segment_index_for(offset);
         let mut remaining_bytes = u64::from(max_bytes);
         for segment in &self.segments[first..] {
-            let readable_end = self.readable_end(segment);
+            let readable_end = self.readable_end(segment, mark);
             let start = if result.slices.is_empty() {
                 self.locate(segment, offset, readable_end)?
             } else {
@@ -86,7 +116,7 @@ impl PartitionLog {
     /// the offset may be that of an earlier record in the same batch.
     pub fn offset_for_timestamp(&self, timestamp_ms: i64) -> Result<Option<(i64, i64)>, ReadError> {
         for segment in &self.segments {
-            let readable_end = self.readable_end(segment);
+            let readable_end = self.readable_end(segment, &self.high_watermark);
             if readable_end == 0 {
                 break;
             }
@@ -124,28 +154,41 @@ impl PartitionLog {
             .saturating_sub(1)
     }
 
-    /// Bytes of `segment` below the high watermark.
-    pub(crate) fn readable_end(&self, segment: &Segment) -> u64 {
+    /// Bytes of `segment` below `mark` (the high watermark, or another of the log's marks).
+    pub(crate) fn readable_end(&self, segment: &Segment, mark: &BatchBoundary) -> u64 {
         let base = segment.base_offset();
-        if base < self.high_watermark_segment {
+        if base < mark.segment_base_offset {
             segment.cursor.size_bytes
-        } else if base == self.high_watermark_segment {
-            self.high_watermark_position
+        } else if base == mark.segment_base_offset {
+            mark.position
         } else {
             0
         }
     }
 
-    /// Position of the batch containing `offset`: a recent append boundary when `offset` is
-    /// one (a tail consumer's next fetch), else the sparse index, then a header walk.
+    /// Position of the batch containing `offset`, or `readable_end` if none below it does.
     fn locate(&self, segment: &Segment, offset: i64, readable_end: u64) -> Result<u64, ReadError> {
+        Ok(self
+            .locate_batch(segment, offset, readable_end)?
+            .map_or(readable_end, |(position, _)| position))
+    }
+
+    /// Position and base offset of the batch containing `offset`, among the batches of
+    /// `segment` that end by `readable_end`: a recent append boundary when `offset` is one (a
+    /// tail consumer's next fetch), else the sparse index, then a header walk.
+    pub(crate) fn locate_batch(
+        &self,
+        segment: &Segment,
+        offset: i64,
+        readable_end: u64,
+    ) -> Result<Option<(u64, i64)>, ReadError> {
         let remembered = self.recent_boundaries.iter().rev().find(|boundary| {
             boundary.offset == offset
                 && boundary.segment_base_offset == segment.base_offset()
                 && boundary.position <= readable_end
         });
         if let Some(boundary) = remembered {
-            return Ok(boundary.position);
+            return Ok(Some((boundary.position, boundary.offset)));
         }
         let relative = u32::try_from(offset - segment.base_offset()).unwrap_or(u32::MAX);
         let mut position = segment
@@ -155,11 +198,11 @@ impl PartitionLog {
         while position < readable_end {
             let header = self.header(segment, position, readable_end)?;
             if header.last_offset >= offset {
-                return Ok(position);
+                return Ok(Some((position, header.base_offset)));
             }
             position += header.size_bytes;
         }
-        Ok(readable_end)
+        Ok(None)
     }
 
     /// The last batch boundary at or below `start + remaining_bytes` (and `readable_end`), or

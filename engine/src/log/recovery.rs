@@ -10,12 +10,15 @@ use std::path::Path;
 use std::sync::Arc;
 
 use super::checkpoint::{
-    LOG_START_OFFSET_FILE, RECOVERY_POINT_FILE, read_offset_checkpoint, sync_dir,
+    LOG_START_OFFSET_FILE, RECOVERY_POINT_FILE, REPLICATION_OFFSET_FILE, read_offset_checkpoint,
+    sync_dir,
 };
 use super::error::{Damage, LogError};
-use super::leader_epoch::LeaderEpochCache;
-use super::partition_log::PartitionLog;
-use super::producer_state::{BatchMetadata, ProducerStateTable, last_sequence};
+use super::leader_epoch::{EpochEntry, LEADER_EPOCH_ENTRIES_MAX, LeaderEpochCache};
+use super::marks::HighWatermarkMode;
+use super::partition_log::{BatchBoundary, PartitionLog};
+use super::producer_snapshots::{PRODUCER_SNAPSHOTS_MAX, batch_metadata};
+use super::producer_state::ProducerStateTable;
 use super::scan::{ScanRequest, scan_segment};
 use super::segment::{BatchPlacement, Segment};
 use super::segment_file::{SegmentFile, parse_segment_file_name};
@@ -71,8 +74,16 @@ impl PartitionLog {
             read_offset_checkpoint(dir, RECOVERY_POINT_FILE).map_err(io_error(dir))?;
         let deleted_before =
             read_offset_checkpoint(dir, LOG_START_OFFSET_FILE).map_err(io_error(dir))?;
+        let checkpointed_high_watermark =
+            read_offset_checkpoint(dir, REPLICATION_OFFSET_FILE).map_err(io_error(dir))?;
+        let epoch_file_present = LeaderEpochCache::path(dir).exists();
         let epochs = LeaderEpochCache::load(dir).map_err(io_error(dir))?;
         let bases = list_segments(dir).map_err(io_error(dir))?;
+        let start = BatchBoundary {
+            offset: 0,
+            segment_base_offset: 0,
+            position: 0,
+        };
         let mut log = Self {
             dir: dir.to_path_buf(),
             name: name.clone(),
@@ -80,18 +91,21 @@ impl PartitionLog {
             segments: Vec::new(),
             log_start_offset: 0,
             next_offset: 0,
-            written_offset: 0,
+            written_end: start,
             synced_offset: 0,
             checkpointed_recovery_point: recovery_point.unwrap_or(0),
-            high_watermark: 0,
-            high_watermark_segment: 0,
-            high_watermark_position: 0,
+            stable_end: start,
+            high_watermark: start,
+            high_watermark_mode: HighWatermarkMode::Local,
+            checkpointed_high_watermark,
             staged: VecDeque::new(),
             recent_boundaries: VecDeque::new(),
             producers: ProducerStateTable::default(),
+            producer_snapshots: VecDeque::new(),
             epochs,
         };
-        log.recover_segments(&bases, recovery_point.unwrap_or(0), now_ms)?;
+        let (header_epochs, restarted) =
+            log.recover_segments(&bases, recovery_point.unwrap_or(0), deleted_before, now_ms)?;
         let mut dir_unsynced = false;
         if log.segments.is_empty() {
             let base = bases.first().copied().unwrap_or(0);
@@ -134,13 +148,18 @@ impl PartitionLog {
                     .map_err(io_error(segment.file.path()))?;
             }
         }
-        log.written_offset = end;
         log.synced_offset = end;
-        log.high_watermark = end;
-        log.high_watermark_segment = log.active().base_offset();
-        log.high_watermark_position = log.active().cursor.size_bytes;
-        if log.epochs.truncate_from_end(end) | log.epochs.truncate_from_start(log.log_start_offset)
-        {
+        let end_boundary = log.end_boundary();
+        log.written_end = end_boundary;
+        log.stable_end = end_boundary;
+        log.high_watermark = end_boundary;
+        log.forget_removed_snapshots();
+        let trimmed = log.epochs.truncate_from_end(end) | restarted;
+        let rebuilt = log.merge_header_epochs(&header_epochs, epoch_file_present);
+        let trimmed = log.epochs.truncate_from_start(log.log_start_offset) | trimmed;
+        // A cache found only in the batch headers is not written: the headers hold it, and
+        // writing one file per partition at the first start after an upgrade is not free.
+        if epoch_file_present && (trimmed || rebuilt) {
             log.epochs.persist(dir).map_err(io_error(dir))?;
         }
         for segment in &mut log.segments {
@@ -165,13 +184,18 @@ impl PartitionLog {
     }
 
     /// Scans each segment in order, stopping at the first damage (cutting it if it is a torn
-    /// tail, failing if it lies below `recovery_point`).
+    /// tail, failing if it lies below `recovery_point`). Returns where each leader epoch
+    /// starts by the batch headers (the first batch of each epoch above every earlier one),
+    /// and whether the log restarted at a fresh segment (see [`Self::restart_at`]).
     fn recover_segments(
         &mut self,
         bases: &[i64],
         recovery_point: i64,
+        log_start_checkpoint: Option<i64>,
         now_ms: i64,
-    ) -> Result<(), LogError> {
+    ) -> Result<(Vec<EpochEntry>, bool), LogError> {
+        let mut header_epochs: Vec<EpochEntry> = Vec::new();
+        let mut restarted = false;
         let mut expected_offset: Option<i64> = None;
         for (index, &base) in bases.iter().enumerate() {
             let file =
@@ -190,16 +214,26 @@ impl PartitionLog {
             if let Some(expected) = expected_offset
                 && expected != base
             {
-                let damage = Damage::OffsetMismatch {
-                    expected,
-                    found: base,
-                };
-                self.cut_or_fail(&file, 0, expected, recovery_point, damage, &bases[index..])?;
-                return Ok(());
+                if base > expected && log_start_checkpoint == Some(base) {
+                    self.restart_at(base)?;
+                    header_epochs.clear();
+                    restarted = true;
+                } else {
+                    let damage = Damage::OffsetMismatch {
+                        expected,
+                        found: base,
+                    };
+                    self.cut_or_fail(&file, 0, expected, recovery_point, damage, &bases[index..])?;
+                    return Ok((header_epochs, restarted));
+                }
+            }
+            if index + PRODUCER_SNAPSHOTS_MAX >= bases.len() {
+                self.snapshot_producers(base);
             }
             let mut segment = Segment::new(Arc::new(file), now_ms);
             let interval = self.config.index_interval_bytes;
             let producers = &mut self.producers;
+            let epochs_seen = &mut header_epochs;
             let mut first_timestamp_ms = None;
             let end = scan_segment(
                 segment.file.clone().file(),
@@ -220,17 +254,12 @@ impl PartitionLog {
                         },
                         interval,
                     );
-                    let delta = (batch.last_offset - batch.base_offset) as i32;
                     producers.replay(
                         batch.producer_id,
                         batch.producer_epoch,
-                        BatchMetadata {
-                            first_sequence: batch.base_sequence,
-                            last_sequence: last_sequence(batch.base_sequence, delta),
-                            base_offset: batch.base_offset,
-                            last_offset: batch.last_offset,
-                        },
+                        batch_metadata(batch.base_sequence, batch.base_offset, batch.last_offset),
                     );
+                    note_header_epoch(epochs_seen, batch.partition_leader_epoch, batch.base_offset);
                 },
             )
             .map_err(|source| self.io(base, source))?;
@@ -252,11 +281,62 @@ impl PartitionLog {
                 if end.position > 0 || self.segments.is_empty() {
                     self.segments.push(segment);
                 }
-                return Ok(());
+                return Ok((header_epochs, restarted));
             }
             self.segments.push(segment);
         }
-        Ok(())
+        Ok((header_epochs, restarted))
+    }
+
+    /// The segment at `base` starts past the end of the ones before it, and the log start
+    /// checkpoint names it: `truncate_fully_and_start_at` created it and wrote the checkpoint,
+    /// then crashed while deleting the old segments. Finishes that: the old segments go, with
+    /// the producer state and epochs they held, and the log starts at `base`.
+    fn restart_at(&mut self, base: i64) -> Result<(), LogError> {
+        for segment in self.segments.drain(..) {
+            tracing::warn!(partition = %self.name, file = %segment.file.path().display(), log_start = base, "removing a segment left below a log that restarted");
+            remove_segment_files(&segment.file).map_err(|source| LogError::Io {
+                partition: self.name.clone(),
+                path: segment.file.path().to_path_buf(),
+                source,
+            })?;
+        }
+        self.producers = ProducerStateTable::default();
+        self.producer_snapshots.clear();
+        self.epochs = LeaderEpochCache::default();
+        sync_dir(&self.dir).map_err(|source| self.io(base, source))
+    }
+
+    /// Kafka's segment recovery (`LogSegment.recover`): a batch whose leader epoch is above
+    /// the cache's latest starts that epoch. This rebuilds a missing or garbled cache, and
+    /// catches up one that is behind the log (an epoch write lost in a crash, KAFKA-16541).
+    /// Only batches from the cache's latest start on are compared: below it the cache is the
+    /// record (a batch there may carry whatever epoch a client sent before epochs were
+    /// stamped). Returns whether the cache changed.
+    fn merge_header_epochs(
+        &mut self,
+        header_epochs: &[EpochEntry],
+        epoch_file_present: bool,
+    ) -> bool {
+        let mut changed = false;
+        for entry in header_epochs {
+            let newer = match self.epochs.entries().last() {
+                Some(latest) => {
+                    entry.start_offset >= latest.start_offset && entry.epoch > latest.epoch
+                }
+                None => true,
+            };
+            if newer {
+                changed |= self.epochs.assign(entry.epoch, entry.start_offset);
+            }
+        }
+        if changed && epoch_file_present {
+            tracing::warn!(
+                partition = %self.name,
+                "the leader epoch cache was behind the log or unreadable; rebuilt it from batch headers"
+            );
+        }
+        changed
     }
 
     /// Handles damage at `position` of `file`, where offset `offset` was expected: below the
@@ -304,6 +384,22 @@ impl PartitionLog {
             remove_segment_files(&later_file).map_err(|source| self.io(later_base, source))?;
         }
         sync_dir(&self.dir).map_err(|source| self.io(base, source))
+    }
+}
+
+/// Notes where a leader epoch starts by the batch headers: the first batch of each epoch
+/// above every earlier one. Negative epochs (no leader stamped the batch) are skipped; at most
+/// [`LEADER_EPOCH_ENTRIES_MAX`] are noted (a single-node log keeps whatever epoch its clients
+/// sent, so a hostile one could have one per batch).
+fn note_header_epoch(header_epochs: &mut Vec<EpochEntry>, epoch: i32, base_offset: i64) {
+    if epoch < 0 || header_epochs.len() >= LEADER_EPOCH_ENTRIES_MAX {
+        return;
+    }
+    if header_epochs.last().is_none_or(|last| epoch > last.epoch) {
+        header_epochs.push(EpochEntry {
+            epoch,
+            start_offset: base_offset,
+        });
     }
 }
 

@@ -35,6 +35,8 @@ pub struct ScannedBatch {
     pub producer_id: i64,
     pub producer_epoch: i16,
     pub base_sequence: i32,
+    /// `partitionLeaderEpoch`: the leader epoch that wrote the batch (not CRC-covered).
+    pub partition_leader_epoch: i32,
 }
 
 /// Where a scan stopped.
@@ -105,6 +107,7 @@ struct HeaderCopy {
     producer_id: i64,
     producer_epoch: i16,
     base_sequence: i32,
+    partition_leader_epoch: i32,
 }
 
 /// Checks one batch in the same order as `spate_protocol::records::check_batch`, then its
@@ -139,6 +142,7 @@ fn check_batch_at(
             producer_id: header.producer_id.get(),
             producer_epoch: header.producer_epoch.get(),
             base_sequence: header.base_sequence.get(),
+            partition_leader_epoch: header.partition_leader_epoch.get(),
         }
     };
     let min_length = (BATCH_HEADER_SIZE_BYTES - BATCH_LOG_OVERHEAD_BYTES) as i32;
@@ -208,6 +212,7 @@ fn check_batch_at(
         producer_id: header.producer_id,
         producer_epoch: header.producer_epoch,
         base_sequence: header.base_sequence,
+        partition_leader_epoch: header.partition_leader_epoch,
     }))
 }
 

@@ -257,13 +257,16 @@ fn file_equals(path: &std::path::Path, expected: &[u8]) -> io::Result<bool> {
     Ok(actual == expected)
 }
 
-/// The header fields the read path needs, read with one `pread`.
+/// The header fields the read path and header walks need, read with one `pread`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct HeaderFields {
     pub size_bytes: u64,
     pub base_offset: i64,
     pub last_offset: i64,
     pub max_timestamp_ms: i64,
+    pub producer_id: i64,
+    pub producer_epoch: i16,
+    pub base_sequence: i32,
 }
 
 /// Why a header could not be read.
@@ -326,5 +329,8 @@ pub fn read_header_at(
         base_offset: header.base_offset.get(),
         last_offset: header.last_offset(),
         max_timestamp_ms: header.max_timestamp.get(),
+        producer_id: header.producer_id.get(),
+        producer_epoch: header.producer_epoch.get(),
+        base_sequence: header.base_sequence.get(),
     })
 }

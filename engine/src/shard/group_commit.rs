@@ -137,6 +137,34 @@ impl GroupCommit {
         }
     }
 
+    /// Resolves once every append staged in `slot`'s log is written (or undone after a failed
+    /// write): nothing of the partition is queued or in a round. Unlike
+    /// [`GroupCommit::wait_until_idle_for`], rounds of other partitions do not hold it up.
+    /// The caller must act before its next `.await` for the condition to still hold.
+    /// It also resolves when the shard's commit is idle for `slot` but the log still has
+    /// unwritten appends (a round panicked): the caller's operation then fails with
+    /// `WritesInFlight` rather than waiting forever.
+    pub(crate) async fn wait_until_written(&self, slot: &Rc<PartitionSlot>) {
+        loop {
+            let done = self.round_done.notified();
+            let written = {
+                let log = slot.log.borrow();
+                log.written_end() >= log.log_end_offset()
+            };
+            let queued = || {
+                self.queue
+                    .borrow()
+                    .iter()
+                    .any(|w| Rc::ptr_eq(&w.slot, slot))
+            };
+            let idle = self.rounds_in_flight.get() == 0 && !queued();
+            if written || idle || slot.deleted.get() {
+                return;
+            }
+            done.await;
+        }
+    }
+
     /// Resolves once no round is in flight and nothing of `slot` is queued.
     pub(crate) async fn wait_until_idle_for(&self, slot: &Rc<PartitionSlot>) {
         loop {
@@ -371,7 +399,7 @@ fn finish(
         drop(log);
         slot.written_through
             .set(slot.written_through.get().max(*last));
-        slot.publish_high_watermark();
+        slot.publish_marks();
     }
 
     for waiting in round {

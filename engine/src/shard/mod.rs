@@ -11,6 +11,7 @@ mod context;
 pub(crate) mod group_commit;
 mod panic_guard;
 pub(crate) mod partition_table;
+pub(crate) mod replication;
 mod shard_set;
 
 use std::fmt;

@@ -20,7 +20,7 @@ use super::panic_guard::PanicGuard;
 use crate::engine::{
     AppendError, AppendOutcome, EngineError, PartitionOffsets, ReadOutcome, now_ms,
 };
-use crate::log::{PartitionLog, ReadError};
+use crate::log::{HighWatermarkMode, PartitionLog, ReadBound, ReadError};
 use crate::uring::{SharedFile, WriteChain};
 use crate::{FlushPolicy, LogConfig, TopicPartition};
 
@@ -31,8 +31,13 @@ pub(crate) struct PartitionSlot {
     pub(crate) log: RefCell<PartitionLog>,
     /// Latest high watermark, for Fetch long polls on any shard.
     pub(crate) high_watermark: watch::Sender<i64>,
+    /// Latest marks, for the replication glue. Only updated while someone watches them
+    /// (`watch_offsets` refreshes it before subscribing), so a single node pays nothing.
+    pub(crate) offsets: watch::Sender<PartitionOffsets>,
     /// Highest offset reported to the log with `mark_written` (inclusive), -1 if none.
     pub(crate) written_through: Cell<i64>,
+    /// Bumped by every truncation: a sync that started before one must not report its end.
+    pub(crate) truncation_count: Cell<u64>,
     /// Bumped by every config change and by deletion; timer tasks of older generations stop.
     pub(crate) generation: Cell<u64>,
     pub(crate) deleted: Cell<bool>,
@@ -43,14 +48,37 @@ impl PartitionSlot {
         self.log.borrow().config().flush
     }
 
-    /// Publishes the log's high watermark if it moved.
-    pub(crate) fn publish_high_watermark(&self) {
-        let high_watermark = self.log.borrow().high_watermark();
+    /// Publishes the log's high watermark if it moved, and its marks if they changed and
+    /// anyone watches them.
+    pub(crate) fn publish_marks(&self) {
+        let log = self.log.borrow();
+        let high_watermark = log.high_watermark();
         self.high_watermark.send_if_modified(|current| {
             let moved = *current != high_watermark;
             *current = high_watermark;
             moved
         });
+        if self.offsets.receiver_count() > 0 {
+            let offsets = offsets_of(&log);
+            self.offsets.send_if_modified(|current| {
+                let changed = *current != offsets;
+                *current = offsets;
+                changed
+            });
+        }
+    }
+}
+
+/// Every mark of `log`, read at one moment.
+pub(crate) fn offsets_of(log: &PartitionLog) -> PartitionOffsets {
+    PartitionOffsets {
+        log_start_offset: log.log_start_offset(),
+        high_watermark: log.high_watermark(),
+        log_end_offset: log.log_end_offset(),
+        written_end: log.written_end(),
+        stable_end: log.stable_end(),
+        synced_end: log.recovery_point(),
+        latest_epoch: log.leader_epochs().latest_epoch(),
     }
 }
 
@@ -81,15 +109,19 @@ impl PartitionTable {
     }
 }
 
-fn slot_of(context: &ShardContext, tp: &TopicPartition) -> Result<Rc<PartitionSlot>, EngineError> {
+pub(crate) fn slot_of(
+    context: &ShardContext,
+    tp: &TopicPartition,
+) -> Result<Rc<PartitionSlot>, EngineError> {
     context
         .partitions()
         .get(tp)
         .ok_or_else(|| EngineError::UnknownPartition(tp.clone()))
 }
 
-/// Opens (recovering, or creating) the logs of `tps` on this shard and starts their timers.
-/// Returns one result per partition, in order; one that fails does not stop the others.
+/// Opens (recovering, or creating) the logs of `tps` on this shard in high watermark `mode`
+/// and starts their timers. Returns one result per partition, in order; one that fails does
+/// not stop the others.
 ///
 /// Created partitions are durable before they are served, but their folder syncs are
 /// batched: every log is opened first, then each new partition folder is fsynced and
@@ -101,6 +133,7 @@ pub(crate) fn open_partitions(
     data_dir: &Path,
     tps: Vec<TopicPartition>,
     config: LogConfig,
+    mode: HighWatermarkMode,
 ) -> Vec<Result<(), EngineError>> {
     let mut results: Vec<Result<(), EngineError>> = Vec::with_capacity(tps.len());
     let mut opened = Vec::new();
@@ -111,7 +144,15 @@ pub(crate) fn open_partitions(
             continue;
         }
         let dir = data_dir.join(tp.dir_name());
-        match PartitionLog::open_leaving_dir_sync(&dir, tp.clone(), config.clone(), now_ms()) {
+        let opened_log =
+            PartitionLog::open_leaving_dir_sync(&dir, tp.clone(), config.clone(), now_ms())
+                .and_then(|(mut log, dir_unsynced)| {
+                    // Before the log is served: nothing above the checkpointed high watermark
+                    // of a replicated partition is ever visible.
+                    log.set_high_watermark_mode(mode)?;
+                    Ok((log, dir_unsynced))
+                });
+        match opened_log {
             Ok((log, dir_unsynced)) => {
                 results.push(Ok(()));
                 opened.push((index, tp, dir, log, dir_unsynced));
@@ -165,12 +206,15 @@ fn sync_dir(dir: &Path) -> io::Result<()> {
 fn install(context: &ShardContext, tp: TopicPartition, dir: PathBuf, log: PartitionLog) {
     let written_through = log.log_end_offset() - 1;
     let (high_watermark, _) = watch::channel(log.high_watermark());
+    let (offsets, _) = watch::channel(offsets_of(&log));
     let slot = Rc::new(PartitionSlot {
         name: tp.clone(),
         dir,
         log: RefCell::new(log),
         high_watermark,
+        offsets,
         written_through: Cell::new(written_through),
+        truncation_count: Cell::new(0),
         generation: Cell::new(0),
         deleted: Cell::new(false),
     });
@@ -223,6 +267,7 @@ pub(crate) fn delete_records_before(
 ) -> Result<i64, EngineError> {
     let slot = slot_of(context, tp)?;
     let start = slot.log.borrow_mut().delete_records_before(offset)?;
+    slot.publish_marks();
     Ok(start)
 }
 
@@ -239,13 +284,15 @@ pub(crate) async fn append(
         .try_into_mut()
         .unwrap_or_else(|shared| BytesMut::from(&shared[..]));
     let staged = slot.log.borrow_mut().stage_append(records, now_ms())?;
-    if staged.duplicate && slot.log.borrow().high_watermark() <= staged.last_offset {
+    if staged.duplicate && slot.log.borrow().stable_end() <= staged.last_offset {
         // A retry of a batch whose original is still in a commit round. Answering now would
         // acknowledge bytes not yet written (or, under `flush=always`, not yet synced), which
         // a crash could lose: wait for the round, then answer as the original's outcome says.
+        // (Local durability only: in a replicated partition the caller waits for the high
+        // watermark, as for any append.)
         let commit = &context.partitions().commit;
         commit.wait_until_idle_for(&slot).await;
-        if slot.log.borrow().high_watermark() <= staged.last_offset {
+        if slot.log.borrow().stable_end() <= staged.last_offset {
             return Err(AppendError::Io {
                 partition: tp.clone(),
                 source: io::Error::other(
@@ -271,9 +318,10 @@ pub(crate) fn read(
     tp: &TopicPartition,
     offset: i64,
     max_bytes: u32,
+    bound: ReadBound,
 ) -> Result<ReadOutcome, crate::engine::ReadError> {
     let slot = slot_of(context, tp)?;
-    let result = slot.log.borrow().read(offset, max_bytes)?;
+    let result = slot.log.borrow().read_bounded(offset, max_bytes, bound)?;
     Ok(ReadOutcome {
         slices: result.slices,
         high_watermark: result.high_watermark,
@@ -287,12 +335,8 @@ pub(crate) fn offsets(
     tp: &TopicPartition,
 ) -> Result<PartitionOffsets, EngineError> {
     let slot = slot_of(context, tp)?;
-    let log = slot.log.borrow();
-    Ok(PartitionOffsets {
-        log_start_offset: log.log_start_offset(),
-        high_watermark: log.high_watermark(),
-        log_end_offset: log.log_end_offset(),
-    })
+    let offsets = offsets_of(&slot.log.borrow());
+    Ok(offsets)
 }
 
 pub(crate) fn offset_for_timestamp(
@@ -319,6 +363,7 @@ pub(crate) async fn sync_dirty(
     slot: &PartitionSlot,
 ) -> Result<(), EngineError> {
     let through = slot.written_through.get();
+    let truncation_count = slot.truncation_count.get();
     let dirty = slot.log.borrow().dirty_segments();
     if dirty.is_empty() || through < 0 {
         return Ok(());
@@ -337,9 +382,11 @@ pub(crate) async fn sync_dirty(
             source,
         })?;
     }
-    if !slot.deleted.get() {
+    // After a truncation `through` may name offsets that were cut and staged again since,
+    // unwritten: the truncation synced what it kept, and the next sync reports the rest.
+    if !slot.deleted.get() && slot.truncation_count.get() == truncation_count {
         slot.log.borrow_mut().mark_synced(through);
-        slot.publish_high_watermark();
+        slot.publish_marks();
     }
     Ok(())
 }
@@ -392,6 +439,7 @@ pub(crate) fn apply_retention(context: &ShardContext) {
         let outcome = slot.log.borrow_mut().apply_retention(now);
         match outcome {
             Ok(outcome) if outcome.deleted_segment_count > 0 => {
+                slot.publish_marks();
                 tracing::info!(
                     partition = %slot.name,
                     deleted_segment_count = outcome.deleted_segment_count,

@@ -3,6 +3,7 @@
 mod appends;
 mod producers;
 mod reads;
+mod replication;
 mod retention;
 mod segments;
 mod truncation;
