@@ -115,6 +115,9 @@ pub fn change_record(
         leader,
         isr,
         replicas: None,
+        adding_replicas: None,
+        removing_replicas: None,
+        leader_recovery_state: None,
     })
 }
 
@@ -127,13 +130,7 @@ mod tests {
     use super::*;
 
     fn state(replicas: &[NodeId], isr: &[NodeId], leader: NodeId) -> PartitionState {
-        PartitionState {
-            replicas: replicas.to_vec(),
-            isr: isr.to_vec(),
-            leader,
-            leader_epoch: 4,
-            partition_epoch: 9,
-        }
+        PartitionState::new(replicas.to_vec(), isr.to_vec(), leader, 4, 9)
     }
 
     fn live(ids: &'static [NodeId]) -> impl Fn(NodeId) -> bool {
@@ -273,6 +270,9 @@ mod tests {
                 leader: None,
                 isr: Some(vec![1, 3]),
                 replicas: None,
+                adding_replicas: None,
+                removing_replicas: None,
+                leader_recovery_state: None,
             })
         );
         let leader_only = PartitionTarget {
@@ -288,6 +288,9 @@ mod tests {
                 leader: Some(2),
                 isr: None,
                 replicas: None,
+                adding_replicas: None,
+                removing_replicas: None,
+                leader_recovery_state: None,
             })
         );
     }

@@ -8,15 +8,16 @@
 //! Cloning is cheap where it matters: topics sit behind `Arc`, so publishing a new image to
 //! every core after a change copies pointers, not partitions.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
+use crate::NodeId;
+pub use crate::partition::PartitionState;
 use crate::records::{ApplyError, Endpoint, MetadataBatch, RecordBody};
 use crate::topic_id::TopicId;
 use crate::topic_name::validate_topic_name;
-use crate::{NO_LEADER, NodeId};
 
 /// Partitions one topic may have. Each is a folder with open files and a slot on a shard of
 /// each replica's node, so a typo like 1,000,000 must not exhaust the cluster.
@@ -53,61 +54,6 @@ impl BrokerRegistration {
     pub fn is_live(&self) -> bool {
         !self.fenced && !self.in_controlled_shutdown
     }
-}
-
-/// One partition's replica set and leadership.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct PartitionState {
-    /// In assignment order: the first is the preferred leader.
-    pub replicas: Vec<NodeId>,
-    /// Never empty: when the last in-sync replica is fenced it stays here, leaderless, so
-    /// the controller knows who holds the committed data.
-    pub isr: Vec<NodeId>,
-    /// [`NO_LEADER`] when no ISR member is live.
-    pub leader: NodeId,
-    /// Bumps on every leader change; stamped into batches and checked on fetches (KIP-320).
-    pub leader_epoch: i32,
-    /// Bumps on every change (KIP-497); guards [`RecordBody::PartitionChange`].
-    pub partition_epoch: i32,
-}
-
-impl PartitionState {
-    fn check(&self) -> Result<(), String> {
-        if self.replicas.is_empty() || self.replicas.len() > REPLICATION_FACTOR_MAX {
-            return Err(format!(
-                "{} replicas (1 to {REPLICATION_FACTOR_MAX} allowed)",
-                self.replicas.len()
-            ));
-        }
-        check_node_list("replicas", &self.replicas)?;
-        if self.isr.is_empty() {
-            return Err("the ISR is empty".to_owned());
-        }
-        check_node_list("isr", &self.isr)?;
-        if let Some(stray) = self.isr.iter().find(|n| !self.replicas.contains(n)) {
-            return Err(format!("ISR member {stray} is not a replica"));
-        }
-        if self.leader != NO_LEADER && !self.isr.contains(&self.leader) {
-            return Err(format!("leader {} is not in the ISR", self.leader));
-        }
-        if self.leader_epoch < 0 || self.partition_epoch < 0 {
-            return Err("negative epoch".to_owned());
-        }
-        Ok(())
-    }
-}
-
-fn check_node_list(what: &str, nodes: &[NodeId]) -> Result<(), String> {
-    let mut seen = BTreeSet::new();
-    for &node in nodes {
-        if node < 0 {
-            return Err(format!("{what} holds negative node id {node}"));
-        }
-        if !seen.insert(node) {
-            return Err(format!("{what} lists node {node} twice"));
-        }
-    }
-    Ok(())
 }
 
 /// One topic.
@@ -311,6 +257,9 @@ impl ClusterImage {
                 leader,
                 leader_epoch,
                 partition_epoch,
+                adding_replicas,
+                removing_replicas,
+                leader_recovery_state,
             } => {
                 let state = PartitionState {
                     replicas: replicas.clone(),
@@ -318,6 +267,9 @@ impl ClusterImage {
                     leader: *leader,
                     leader_epoch: *leader_epoch,
                     partition_epoch: *partition_epoch,
+                    adding_replicas: adding_replicas.clone(),
+                    removing_replicas: removing_replicas.clone(),
+                    leader_recovery_state: *leader_recovery_state,
                 };
                 state
                     .check()
@@ -343,6 +295,9 @@ impl ClusterImage {
                 leader,
                 isr,
                 replicas,
+                adding_replicas,
+                removing_replicas,
+                leader_recovery_state,
             } => {
                 let topic = self.topic_mut(*topic_id)?;
                 let current = usize::try_from(*partition)
@@ -370,7 +325,19 @@ impl ClusterImage {
                 if let Some(leader) = leader {
                     next.leader = *leader;
                 }
-                if next.leader != current.leader {
+                if let Some(adding) = adding_replicas {
+                    next.adding_replicas = adding.clone();
+                }
+                if let Some(removing) = removing_replicas {
+                    next.removing_replicas = removing.clone();
+                }
+                if let Some(state) = leader_recovery_state {
+                    next.leader_recovery_state = *state;
+                }
+                // A removed replica must be fenced out of fetching: the leader epoch bumps
+                // with it, as with a new leader (Kafka's PartitionChangeBuilder, KIP-455).
+                let replica_removed = current.replicas.iter().any(|r| !next.replicas.contains(r));
+                if next.leader != current.leader || replica_removed {
                     next.leader_epoch = bump(current.leader_epoch)?;
                 }
                 next.partition_epoch = bump(current.partition_epoch)?;
@@ -444,9 +411,9 @@ impl ClusterImage {
     pub fn from_snapshot(bytes: &[u8]) -> Result<Self, ApplyError> {
         let snapshot: ImageSnapshot = serde_json::from_slice(bytes)
             .map_err(|e| ApplyError::Invalid(format!("metadata snapshot: {e}")))?;
-        if snapshot.v != SNAPSHOT_VERSION {
+        if !SNAPSHOT_VERSIONS_READ.contains(&snapshot.v) {
             return Err(ApplyError::Invalid(format!(
-                "metadata snapshot version {} (this build reads {SNAPSHOT_VERSION})",
+                "metadata snapshot version {} (this build reads 1 to {SNAPSHOT_VERSION})",
                 snapshot.v
             )));
         }
@@ -496,7 +463,10 @@ impl ClusterImage {
     }
 }
 
-const SNAPSHOT_VERSION: u16 = 1;
+/// Version 2 added the partitions' reassignment sets and leader recovery state; both are
+/// optional in the bytes, so version 1 snapshots still restore.
+const SNAPSHOT_VERSION: u16 = 2;
+const SNAPSHOT_VERSIONS_READ: std::ops::RangeInclusive<u16> = 1..=SNAPSHOT_VERSION;
 
 #[derive(Serialize, Deserialize)]
 struct ImageSnapshot {

@@ -5,8 +5,10 @@
 //! - [`image`]: the metadata image those records build (brokers, topics, partitions with
 //!   their replicas, ISR, leaders and epochs), and the one `apply` every node runs.
 //! - [`placement`], [`election`], [`controller`]: what the active controller decides (where
-//!   replicas go, who leads, when a broker is fenced), as functions of the image and of a
-//!   time passed in.
+//!   replicas go, who leads, when a broker is fenced, ISR changes, reassignments), as
+//!   functions of the image and of a time passed in.
+//! - [`replication`]: partition replication on the brokers (the leader's follower tracking
+//!   and high watermark, the follower's fetch and truncation decisions).
 //!
 //! Nothing here touches a clock, a disk or a socket: `server/` is the glue that stores the
 //! log, moves records between nodes and applies images to the engine. That is what lets the
@@ -15,13 +17,17 @@
 pub mod controller;
 pub mod election;
 pub mod image;
+mod partition;
 pub mod placement;
 pub mod records;
+pub mod replication;
 pub mod topic_id;
 pub mod topic_name;
 
 pub use image::{BrokerRegistration, ClusterImage, PartitionState, TopicImage};
-pub use records::{ApplyError, MetadataBatch, Record, RecordBody, RecordError};
+pub use records::{
+    ApplyError, LeaderRecoveryState, MetadataBatch, Record, RecordBody, RecordError,
+};
 pub use topic_id::TopicId;
 
 /// A node's id, as Kafka's `node.id` / broker id (an int32 on the wire, never negative).

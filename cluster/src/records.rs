@@ -64,6 +64,9 @@ pub enum RecordBody {
         configs: BTreeMap<String, String>,
     },
     /// A partition is created; `partition` must be the topic's next index.
+    ///
+    /// Version 2 adds the reassignment sets and the leader recovery state; a record that
+    /// leaves them at their defaults is written as version 1, so older nodes still read it.
     Partition {
         topic_id: TopicId,
         partition: i32,
@@ -72,10 +75,25 @@ pub enum RecordBody {
         leader: NodeId,
         leader_epoch: i32,
         partition_epoch: i32,
+        /// v2: replicas a reassignment is adding (KIP-455); a subset of `replicas`.
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        adding_replicas: Vec<NodeId>,
+        /// v2: replicas a reassignment is removing (KIP-455); a subset of `replicas`.
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        removing_replicas: Vec<NodeId>,
+        /// v2: whether the leader came from an unclean election and has not yet said it
+        /// recovered (KIP-704).
+        #[serde(default, skip_serializing_if = "LeaderRecoveryState::is_recovered")]
+        leader_recovery_state: LeaderRecoveryState,
     },
-    /// A partition's leader, ISR or replicas change. Applied only if the partition epoch is
-    /// still `expected_partition_epoch`; the partition epoch then bumps, and the leader epoch
-    /// bumps when the leader changes.
+    /// A partition's leader, ISR, replicas, reassignment sets or recovery state change.
+    /// Applied only if the partition epoch is still `expected_partition_epoch`; the
+    /// partition epoch then bumps, and the leader epoch bumps when the leader changes or a
+    /// replica is removed (Kafka's `PartitionChangeBuilder`: a removed replica must be
+    /// fenced out of fetching, KIP-455).
+    ///
+    /// Version 2 adds the last three fields; a record that sets none of them is written as
+    /// version 1.
     PartitionChange {
         topic_id: TopicId,
         partition: i32,
@@ -86,6 +104,15 @@ pub enum RecordBody {
         isr: Option<Vec<NodeId>>,
         #[serde(default, skip_serializing_if = "Option::is_none")]
         replicas: Option<Vec<NodeId>>,
+        /// v2: the replicas a reassignment is adding, replaced whole.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        adding_replicas: Option<Vec<NodeId>>,
+        /// v2: the replicas a reassignment is removing, replaced whole.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        removing_replicas: Option<Vec<NodeId>>,
+        /// v2: set after an unclean election, cleared by the leader's first ISR expansion.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        leader_recovery_state: Option<LeaderRecoveryState>,
     },
     /// A topic's config overrides are replaced by `configs`.
     TopicConfigs {
@@ -103,19 +130,70 @@ pub enum RecordBody {
     },
 }
 
+/// Whether a partition's leader came from an unclean election (KIP-704).
+///
+/// An unclean election makes the partition `Recovering`: its ISR is the new leader alone,
+/// and the controller refuses to grow it until the leader asks, in the same AlterPartition,
+/// to mark it `Recovered` (the leader does so with its first expansion). Followers of a
+/// recovering leader may have to truncate acknowledged records: that is the loss an unclean
+/// election accepts, and the replication layer counts it.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LeaderRecoveryState {
+    #[default]
+    Recovered,
+    Recovering,
+}
+
+impl LeaderRecoveryState {
+    pub fn is_recovered(&self) -> bool {
+        *self == LeaderRecoveryState::Recovered
+    }
+}
+
 impl RecordBody {
     /// The newest version of this kind this build writes and reads.
     pub fn version_max(&self) -> u16 {
         match self {
+            RecordBody::Partition { .. } | RecordBody::PartitionChange { .. } => 2,
             RecordBody::ClusterInit { .. }
             | RecordBody::RegisterBroker { .. }
             | RecordBody::BrokerChange { .. }
             | RecordBody::Topic { .. }
-            | RecordBody::Partition { .. }
-            | RecordBody::PartitionChange { .. }
             | RecordBody::TopicConfigs { .. }
             | RecordBody::RemoveTopic { .. }
             | RecordBody::ProducerIds { .. } => 1,
+        }
+    }
+
+    /// The oldest version that can carry this record: 2 for a partition record that uses a
+    /// version 2 field, 1 otherwise. Records are written at this version, so a node that
+    /// reads only version 1 keeps reading every record that does not need more.
+    pub fn version_needed(&self) -> u16 {
+        match self {
+            RecordBody::Partition {
+                adding_replicas,
+                removing_replicas,
+                leader_recovery_state,
+                ..
+            } if !adding_replicas.is_empty()
+                || !removing_replicas.is_empty()
+                || !leader_recovery_state.is_recovered() =>
+            {
+                2
+            }
+            RecordBody::PartitionChange {
+                adding_replicas,
+                removing_replicas,
+                leader_recovery_state,
+                ..
+            } if adding_replicas.is_some()
+                || removing_replicas.is_some()
+                || leader_recovery_state.is_some() =>
+            {
+                2
+            }
+            _ => 1,
         }
     }
 
@@ -144,10 +222,10 @@ pub struct Record {
 }
 
 impl Record {
-    /// A record of the newest version of its kind.
+    /// A record at the oldest version that carries it ([`RecordBody::version_needed`]).
     pub fn new(body: RecordBody) -> Self {
         Self {
-            version: body.version_max(),
+            version: body.version_needed(),
             body,
         }
     }
@@ -177,6 +255,16 @@ impl TryFrom<RecordRepr> for Record {
                 version: repr.v,
                 max,
             });
+        }
+        let needed = repr.body.version_needed();
+        if repr.v < needed {
+            // A version 1 writer never wrote these fields, and a version 1 reader would
+            // silently ignore them: reading them here would split the images.
+            return Err(RecordError::Malformed(format!(
+                "metadata record '{}' of version {} carries fields of version {needed}",
+                repr.body.kind(),
+                repr.v
+            )));
         }
         Ok(Record {
             version: repr.v,

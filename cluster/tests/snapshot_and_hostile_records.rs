@@ -13,7 +13,7 @@ use common::driver::{Driver, decision_or_raw, populated};
 use common::{Cluster, assert_snapshot_round_trips, check_invariants};
 use proptest::prelude::*;
 use serde_json::{Value, json};
-use spate_cluster::{ClusterImage, MetadataBatch, RecordBody};
+use spate_cluster::{ClusterImage, LeaderRecoveryState, MetadataBatch, RecordBody};
 
 /// Applies `bytes` as a log entry to `image`, checking everything that must hold whether
 /// the bytes decode and apply or not.
@@ -233,6 +233,22 @@ fn valid_batches(cluster: &Cluster) -> Vec<MetadataBatch> {
                 leader: 0,
                 leader_epoch: 0,
                 partition_epoch: 0,
+                adding_replicas: Vec::new(),
+                removing_replicas: Vec::new(),
+                leader_recovery_state: LeaderRecoveryState::Recovered,
+            },
+            // Version 2: mid-reassignment, after an unclean election.
+            RecordBody::Partition {
+                topic_id: common::topic_id(99),
+                partition: 1,
+                replicas: vec![1, 4, 0],
+                isr: vec![0],
+                leader: 0,
+                leader_epoch: 3,
+                partition_epoch: 5,
+                adding_replicas: vec![4],
+                removing_replicas: vec![0],
+                leader_recovery_state: LeaderRecoveryState::Recovering,
             },
         ]),
         one(RecordBody::PartitionChange {
@@ -242,6 +258,21 @@ fn valid_batches(cluster: &Cluster) -> Vec<MetadataBatch> {
             leader: Some(p0.isr[p0.isr.len() - 1]),
             isr: Some(p0.isr.clone()),
             replicas: Some(p0.replicas.clone()),
+            adding_replicas: None,
+            removing_replicas: None,
+            leader_recovery_state: None,
+        }),
+        // Version 2: a reassignment starts.
+        one(RecordBody::PartitionChange {
+            topic_id: orders.id,
+            partition: 0,
+            expected_partition_epoch: p0.partition_epoch,
+            leader: None,
+            isr: None,
+            replicas: Some([p0.replicas.clone(), vec![4]].concat()),
+            adding_replicas: Some(vec![4]),
+            removing_replicas: Some(vec![p0.replicas[0]]),
+            leader_recovery_state: Some(LeaderRecoveryState::Recovered),
         }),
         one(RecordBody::TopicConfigs {
             topic_id: orders.id,
@@ -366,13 +397,66 @@ fn every_decision_populates_a_valid_image() {
 fn newer_versions_and_unknown_kinds_are_refused_for_every_kind() {
     for batch in valid_batches(&populated()) {
         let mut value = serde_json::to_value(&batch).unwrap();
-        value["records"][0]["v"] = json!(2);
+        let newer = batch.records[0].body.version_max() + 1;
+        value["records"][0]["v"] = json!(newer);
         let error = MetadataBatch::decode(&serde_json::to_vec(&value).unwrap()).unwrap_err();
-        assert!(error.to_string().contains("version 2"), "{error}");
+        assert!(
+            error.to_string().contains(&format!("version {newer}")),
+            "{error}"
+        );
         value["records"][0]["v"] = json!(1);
         value["records"][0]["type"] = json!("teleport");
         assert!(MetadataBatch::decode(&serde_json::to_vec(&value).unwrap()).is_err());
     }
+}
+
+#[test]
+fn partition_records_are_written_as_version_1_unless_they_need_version_2() {
+    let batches = valid_batches(&populated());
+    let versions: Vec<(&str, u16)> = batches
+        .iter()
+        .flat_map(|b| &b.records)
+        .filter(|r| r.body.kind().starts_with("partition"))
+        .map(|r| (r.body.kind(), r.version))
+        .collect();
+    assert_eq!(
+        versions,
+        [
+            ("partition", 1),
+            ("partition", 2),
+            ("partition_change", 1),
+            ("partition_change", 2)
+        ]
+    );
+    // A version 1 record carrying version 2 fields is refused: a version 1 reader would
+    // drop them silently and build another image.
+    for batch in &batches {
+        for record in batch.records.iter().filter(|r| r.version == 2) {
+            let mut value = serde_json::to_value(MetadataBatch {
+                records: vec![record.clone()],
+            })
+            .unwrap();
+            value["records"][0]["v"] = json!(1);
+            let error = MetadataBatch::decode(&serde_json::to_vec(&value).unwrap()).unwrap_err();
+            assert!(error.to_string().contains("fields of version 2"), "{error}");
+        }
+    }
+    // Version 1 records (as an older node wrote them) still read.
+    let old = br#"{"records":[{"v":1,"type":"partition_change","topic_id":"a0000000-0000-0000-0000-000000000001","partition":0,"expected_partition_epoch":3,"isr":[1]}]}"#;
+    let batch = MetadataBatch::decode(old).unwrap();
+    assert_eq!(batch.records[0].version, 1);
+}
+
+#[test]
+fn a_version_1_snapshot_still_restores() {
+    let image = populated().image;
+    let mut value: Value = serde_json::from_slice(&image.to_snapshot()).unwrap();
+    assert_eq!(value["v"], json!(2));
+    value["v"] = json!(1);
+    let restored = ClusterImage::from_snapshot(&serde_json::to_vec(&value).unwrap()).unwrap();
+    assert_eq!(restored, image);
+    value["v"] = json!(3);
+    assert!(ClusterImage::from_snapshot(&serde_json::to_vec(&value).unwrap()).is_err());
 }
 
 #[test]
@@ -410,7 +494,21 @@ fn partition_records_that_break_invariants_are_refused_and_change_nothing() {
             leader,
             isr,
             replicas,
+            adding_replicas: None,
+            removing_replicas: None,
+            leader_recovery_state: None,
         }
+    };
+    let moving = |adding: Vec<i32>, removing: Vec<i32>| RecordBody::PartitionChange {
+        topic_id: orders.id,
+        partition: 0,
+        expected_partition_epoch: p0.partition_epoch,
+        leader: None,
+        isr: None,
+        replicas: None,
+        adding_replicas: Some(adding),
+        removing_replicas: Some(removing),
+        leader_recovery_state: None,
     };
     let change = |leader, isr, replicas| change_at(0, p0.partition_epoch, leader, isr, replicas);
     let outside_isr = *p0
@@ -433,6 +531,12 @@ fn partition_records_that_break_invariants_are_refused_and_change_nothing() {
             None,
         ),
         change_at(0, p0.partition_epoch + 1, Some(p0.isr[0]), None, None),
+        // Reassignment sets outside the replicas, overlapping, or removing every replica.
+        moving(vec![42], vec![]),
+        moving(vec![], vec![42]),
+        moving(vec![p0.replicas[0]], vec![p0.replicas[0]]),
+        moving(vec![], p0.replicas.clone()),
+        moving(vec![p0.replicas[0], p0.replicas[0]], vec![]),
         RecordBody::Partition {
             topic_id: orders.id,
             partition: 1_000_000,
@@ -441,6 +545,9 @@ fn partition_records_that_break_invariants_are_refused_and_change_nothing() {
             leader: 0,
             leader_epoch: 0,
             partition_epoch: 0,
+            adding_replicas: Vec::new(),
+            removing_replicas: Vec::new(),
+            leader_recovery_state: LeaderRecoveryState::Recovered,
         },
         RecordBody::Partition {
             topic_id: orders.id,
@@ -450,6 +557,21 @@ fn partition_records_that_break_invariants_are_refused_and_change_nothing() {
             leader: 0,
             leader_epoch: -1,
             partition_epoch: 0,
+            adding_replicas: Vec::new(),
+            removing_replicas: Vec::new(),
+            leader_recovery_state: LeaderRecoveryState::Recovered,
+        },
+        RecordBody::Partition {
+            topic_id: orders.id,
+            partition: orders.partition_count(),
+            replicas: vec![0, 1],
+            isr: vec![0],
+            leader: 0,
+            leader_epoch: 0,
+            partition_epoch: 0,
+            adding_replicas: vec![2],
+            removing_replicas: Vec::new(),
+            leader_recovery_state: LeaderRecoveryState::Recovered,
         },
         RecordBody::ProducerIds {
             node_id: -1,

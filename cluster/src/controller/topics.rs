@@ -263,6 +263,9 @@ fn partition_records(
                 leader,
                 leader_epoch: 0,
                 partition_epoch: 0,
+                adding_replicas: Vec::new(),
+                removing_replicas: Vec::new(),
+                leader_recovery_state: crate::LeaderRecoveryState::Recovered,
             }
         })
         .collect()
@@ -358,7 +361,7 @@ fn check_manual_assignments(
 }
 
 /// Refuses assignments that would give any broker more than [`BROKER_REPLICAS_MAX`] replicas.
-fn check_broker_replicas(
+pub(crate) fn check_broker_replicas(
     image: &ClusterImage,
     assignments: &[Vec<NodeId>],
 ) -> Result<(), TopicError> {

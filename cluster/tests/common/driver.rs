@@ -6,10 +6,18 @@ use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use proptest::prelude::*;
+use spate_cluster::controller::alter_partition::{AlterPartition, alter_partition};
+use spate_cluster::controller::elections::{
+    ElectionKind, LEADER_IMBALANCE_PER_BROKER_PERCENTAGE, elect_leaders, preferred_leader_rebalance,
+};
+use spate_cluster::controller::reassignment::{
+    alter_partition_reassignments, complete_reassignments,
+};
 use spate_cluster::controller::sessions::{BrokerSessions, Heartbeat};
 use spate_cluster::controller::topics::{self, CreateTopic, TopicDefaults};
 use spate_cluster::image::PRODUCER_ID_BLOCK_MAX;
-use spate_cluster::{ApplyError, MetadataBatch, NodeId, RecordBody};
+use spate_cluster::replication::IsrMember;
+use spate_cluster::{ApplyError, LeaderRecoveryState, MetadataBatch, NodeId, RecordBody};
 
 use super::{Cluster, any_configs, register_request, topic_id};
 
@@ -58,6 +66,27 @@ pub enum Op {
         node: NodeId,
         count: i64,
     },
+    /// The partition's leader asks for an ISR of itself and the replicas `keep` picks.
+    /// (Replication decisions pick an existing topic and partition by index, modulo.)
+    AlterIsr {
+        name: usize,
+        partition: i32,
+        keep: Vec<bool>,
+        recovered: bool,
+    },
+    Elect {
+        name: usize,
+        partition: i32,
+        unclean: bool,
+    },
+    Rebalance,
+    /// A reassignment to `target`, or a cancellation.
+    Reassign {
+        name: usize,
+        partition: i32,
+        target: Option<Vec<NodeId>>,
+    },
+    CompleteReassignments,
     /// A record no decision would write (at the current epochs, so it may well apply).
     Raw(Raw),
 }
@@ -75,6 +104,9 @@ pub enum Raw {
         leader: Option<NodeId>,
         isr: Option<Vec<NodeId>>,
         replicas: Option<Vec<NodeId>>,
+        /// Adding and removing replicas (KIP-455), set together.
+        moving: Option<(Vec<NodeId>, Vec<NodeId>)>,
+        recovering: Option<bool>,
     },
     RegisterBroker {
         node: NodeId,
@@ -99,6 +131,32 @@ pub fn decision() -> impl Strategy<Value = Op> {
         1 => (name.clone(), 0i32..12).prop_map(|(name, count)| Op::CreatePartitions { name, count }),
         1 => (name, any::<u8>()).prop_map(|(name, value)| Op::SetConfigs { name, value }),
         1 => (node, -1i64..3000).prop_map(|(node, count)| Op::ProducerIds { node, count }),
+        6 => replication_decision(),
+    ]
+}
+
+/// The replication decisions: ISR changes, elections, rebalances, reassignments.
+pub fn replication_decision() -> impl Strategy<Value = Op> {
+    prop_oneof![
+        3 => (0usize..8, 0i32..8, prop::collection::vec(any::<bool>(), 6), any::<bool>())
+            .prop_map(|(name, partition, keep, recovered)| Op::AlterIsr { name, partition, keep, recovered }),
+        1 => (0usize..8, 0i32..8, any::<bool>())
+            .prop_map(|(name, partition, unclean)| Op::Elect { name, partition, unclean }),
+        1 => Just(Op::Rebalance),
+        2 => (
+            0usize..8,
+            0i32..8,
+            prop::option::weighted(0.8, (Just(NODE_IDS.collect::<Vec<NodeId>>()).prop_shuffle(), 1usize..4)),
+        )
+            .prop_map(|(name, partition, target)| Op::Reassign {
+                name,
+                partition,
+                target: target.map(|(mut nodes, len)| {
+                    nodes.truncate(len);
+                    nodes
+                }),
+            }),
+        1 => Just(Op::CompleteReassignments),
     ]
 }
 
@@ -122,14 +180,20 @@ pub fn decision_or_raw() -> impl Strategy<Value = Op> {
             prop::option::of(-1..6i32),
             prop::option::of(nodes()),
             prop::option::of(nodes()),
+            prop::option::weighted(0.2, (nodes(), nodes())),
+            prop::option::weighted(0.2, any::<bool>()),
         )
             .prop_map(
-                |(name, partition, leader, isr, replicas)| Raw::PartitionChange {
-                    name,
-                    partition,
-                    leader,
-                    isr,
-                    replicas,
+                |(name, partition, leader, isr, replicas, moving, recovering)| {
+                    Raw::PartitionChange {
+                        name,
+                        partition,
+                        leader,
+                        isr,
+                        replicas,
+                        moving,
+                        recovering,
+                    }
                 }
             ),
         NODE_IDS.prop_map(|node| Raw::RegisterBroker { node }),
@@ -256,6 +320,43 @@ impl Driver {
                 vec![topics::allocate_producer_ids(image, *node, *count)],
                 (1..=PRODUCER_ID_BLOCK_MAX).contains(count),
             ),
+            Op::AlterIsr {
+                name,
+                partition,
+                keep,
+                recovered,
+            } => (self.alter_isr(*name, *partition, keep, *recovered), true),
+            Op::Elect {
+                name,
+                partition,
+                unclean,
+            } => {
+                let partitions: Vec<_> =
+                    self.pick_partition(*name, *partition).into_iter().collect();
+                let kind = if *unclean {
+                    ElectionKind::Unclean
+                } else {
+                    ElectionKind::Preferred
+                };
+                (elect_leaders(image, &partitions, kind).records, true)
+            }
+            Op::Rebalance => (
+                preferred_leader_rebalance(image, LEADER_IMBALANCE_PER_BROKER_PERCENTAGE),
+                true,
+            ),
+            Op::Reassign {
+                name,
+                partition,
+                target,
+            } => {
+                let picked = self.pick_partition(*name, *partition);
+                let change: Vec<_> = picked
+                    .map(|(id, index)| (id, index, target.clone()))
+                    .into_iter()
+                    .collect();
+                (alter_partition_reassignments(image, &change).records, true)
+            }
+            Op::CompleteReassignments => (complete_reassignments(image), true),
             Op::Raw(raw) => (vec![self.raw_record(raw)], false),
         };
         if records.is_empty() {
@@ -274,6 +375,65 @@ impl Driver {
             Err(error) if must_apply => Err(format!("{op:?} decided {batch:?}, refused: {error}")),
             _ => Ok(()),
         }
+    }
+
+    /// An existing partition picked by two numbers (replication decisions act on what exists).
+    fn pick_partition(
+        &self,
+        topic: usize,
+        partition: i32,
+    ) -> Option<(spate_cluster::TopicId, i32)> {
+        let image = &self.cluster.image;
+        let count = image.topics().count();
+        let topic = image.topics().nth(topic.checked_rem(count)?)?;
+        let index = partition.checked_rem(topic.partition_count())?;
+        Some((topic.id, index))
+    }
+
+    /// AlterPartition from the partition's leader, at its epochs, for an ISR of the leader
+    /// and the replicas `keep` picks (refused requests write nothing).
+    fn alter_isr(
+        &self,
+        name: usize,
+        partition: i32,
+        keep: &[bool],
+        recovered: bool,
+    ) -> Vec<RecordBody> {
+        let image = &self.cluster.image;
+        let Some((topic_id, partition)) = self.pick_partition(name, partition) else {
+            return Vec::new();
+        };
+        let Some(p) = image
+            .topic_by_id(topic_id)
+            .and_then(|t| t.partition(partition))
+        else {
+            return Vec::new();
+        };
+        let new_isr = p
+            .replicas
+            .iter()
+            .zip(keep.iter().chain(std::iter::repeat(&false)))
+            .filter(|&(&r, &kept)| kept || r == p.leader)
+            .map(|(&node, _)| IsrMember {
+                node,
+                broker_epoch: image.broker(node).map(|b| b.broker_epoch),
+            })
+            .collect();
+        let request = AlterPartition {
+            broker: p.leader,
+            broker_epoch: image.broker(p.leader).map_or(-1, |b| b.broker_epoch),
+            topic_id,
+            partition,
+            leader_epoch: p.leader_epoch,
+            partition_epoch: p.partition_epoch,
+            new_isr,
+            leader_recovery_state: if recovered {
+                LeaderRecoveryState::Recovered
+            } else {
+                p.leader_recovery_state
+            },
+        };
+        alter_partition(image, &request).unwrap_or_default()
     }
 
     fn raw_record(&self, raw: &Raw) -> RecordBody {
@@ -295,6 +455,8 @@ impl Driver {
                 leader,
                 isr,
                 replicas,
+                moving,
+                recovering,
             } => {
                 let topic = image.topic(NAMES[*name]);
                 let epoch = topic
@@ -307,6 +469,15 @@ impl Driver {
                     leader: *leader,
                     isr: isr.clone(),
                     replicas: replicas.clone(),
+                    adding_replicas: moving.as_ref().map(|(adding, _)| adding.clone()),
+                    removing_replicas: moving.as_ref().map(|(_, removing)| removing.clone()),
+                    leader_recovery_state: recovering.map(|recovering| {
+                        if recovering {
+                            LeaderRecoveryState::Recovering
+                        } else {
+                            LeaderRecoveryState::Recovered
+                        }
+                    }),
                 }
             }
             Raw::RegisterBroker { node } => super::register_record(*node, "raw", None),

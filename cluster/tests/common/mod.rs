@@ -3,7 +3,9 @@
 //! (independent of the checks `apply` and `from_snapshot` make themselves).
 #![allow(dead_code)] // Each test file uses a different part.
 
+pub mod decisions;
 pub mod driver;
+pub mod sim;
 
 use std::collections::{BTreeMap, BTreeSet};
 
