@@ -12,6 +12,7 @@ pub mod frame;
 pub mod header;
 pub mod messages;
 pub mod records;
+pub mod replica_fetch;
 pub mod wire;
 
 pub use api_key::ApiKey;

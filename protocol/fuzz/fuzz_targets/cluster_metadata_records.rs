@@ -35,6 +35,9 @@ fn seed_image() -> ClusterImage {
         leader: 0,
         leader_epoch: 0,
         partition_epoch: 0,
+        adding_replicas: Vec::new(),
+        removing_replicas: Vec::new(),
+        leader_recovery_state: Default::default(),
     };
     let entries = [
         vec![RecordBody::ClusterInit {
