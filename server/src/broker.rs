@@ -27,6 +27,7 @@ use crate::cluster::identity::{self, Stamp};
 use crate::cluster::lifecycle::{Lifecycle, LifecycleSettings};
 use crate::cluster::node;
 use crate::cluster::reconcile::Reconciler;
+use crate::cluster::replication::{ReplicationContext, ReplicationSettings};
 use crate::cluster::status::StatusSource;
 use crate::connection::{ConnectionSettings, RequestHandler, serve_connection};
 use crate::error::ServerError;
@@ -133,7 +134,17 @@ async fn serve(
     let view = Arc::new(MetadataView::new(node_id));
     let incarnation_id = TopicId::random().to_string();
     let (fatal_tx, mut fatal) = watch::channel(None::<String>);
-    let reconciler = Reconciler::new(
+    let control_client = ControlClient::spawn(control.plane.clone());
+    let replication = Arc::new(ReplicationContext {
+        node_id,
+        engine: engine.clone(),
+        view: view.clone(),
+        control: control_client.clone(),
+        transport: control.transport.clone(),
+        settings: ReplicationSettings::from_config(&config.cluster),
+    });
+    let _ = control.replication.set(replication.clone());
+    let mut reconciler = Reconciler::new(
         node_id,
         incarnation_id.clone(),
         engine.clone(),
@@ -142,6 +153,7 @@ async fn serve(
         config.data_dir.clone(),
         config.log_defaults.clone(),
     );
+    reconciler.replication = Some(replication);
     let images = control.feed.subscribe();
     tokio::spawn(async move {
         if let Err(e) = reconciler.run(images).await {
@@ -237,7 +249,7 @@ async fn serve(
         node_id,
         groups: crate::groups::GroupRouter::default(),
         metadata: view.clone(),
-        control: ControlClient::spawn(control.plane.clone()),
+        control: control_client,
         config,
         engine: engine.clone(),
         connection_count: AtomicUsize::new(0),

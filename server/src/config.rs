@@ -198,6 +198,24 @@ struct ConfigFile {
     offsets_topic_replication_factor: Option<i16>,
     #[serde(rename = "controlled.shutdown.timeout.ms")]
     controlled_shutdown_timeout_ms: Option<u64>,
+    #[serde(rename = "replica.lag.time.max.ms")]
+    replica_lag_time_max_ms: Option<u64>,
+    #[serde(rename = "replica.fetch.max.bytes")]
+    replica_fetch_max_bytes: Option<u32>,
+    #[serde(rename = "replica.fetch.response.max.bytes")]
+    replica_fetch_response_max_bytes: Option<u32>,
+    #[serde(rename = "replica.fetch.wait.max.ms")]
+    replica_fetch_wait_max_ms: Option<u64>,
+    #[serde(rename = "leader.replication.throttled.rate")]
+    leader_replication_throttled_rate: Option<u64>,
+    #[serde(rename = "auto.leader.rebalance.enable")]
+    auto_leader_rebalance_enable: Option<bool>,
+    #[serde(rename = "leader.imbalance.check.interval.seconds")]
+    leader_imbalance_check_interval_seconds: Option<u64>,
+    #[serde(rename = "leader.imbalance.per.broker.percentage")]
+    leader_imbalance_per_broker_percentage: Option<u32>,
+    #[serde(rename = "min.insync.replicas")]
+    min_insync_replicas: Option<i16>,
 }
 
 impl ServerConfig {
@@ -321,6 +339,37 @@ impl ServerConfig {
             &mut cluster.controlled_shutdown_timeout_ms,
             file.controlled_shutdown_timeout_ms,
         );
+        set(
+            &mut cluster.replica_lag_time_max_ms,
+            file.replica_lag_time_max_ms,
+        );
+        set(
+            &mut cluster.replica_fetch_max_bytes,
+            file.replica_fetch_max_bytes,
+        );
+        set(
+            &mut cluster.replica_fetch_response_max_bytes,
+            file.replica_fetch_response_max_bytes,
+        );
+        set(
+            &mut cluster.replica_fetch_wait_max_ms,
+            file.replica_fetch_wait_max_ms,
+        );
+        if file.leader_replication_throttled_rate.is_some() {
+            cluster.leader_replication_throttled_rate = file.leader_replication_throttled_rate;
+        }
+        set(
+            &mut cluster.auto_leader_rebalance_enable,
+            file.auto_leader_rebalance_enable,
+        );
+        if let Some(seconds) = file.leader_imbalance_check_interval_seconds {
+            cluster.leader_imbalance_check_interval_ms = seconds.saturating_mul(1000);
+        }
+        set(
+            &mut cluster.leader_imbalance_per_broker_percentage,
+            file.leader_imbalance_per_broker_percentage,
+        );
+        set(&mut cluster.min_insync_replicas, file.min_insync_replicas);
         let topic_keys = [
             ("retention.ms", file.log_retention_ms.map(|v| v.to_string())),
             (

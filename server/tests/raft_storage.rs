@@ -81,6 +81,9 @@ fn topic_with_partition(topic_id: TopicId, name: &str) -> [RecordBody; 2] {
             leader: 1,
             leader_epoch: 0,
             partition_epoch: 0,
+            adding_replicas: Vec::new(),
+            removing_replicas: Vec::new(),
+            leader_recovery_state: Default::default(),
         },
     ]
 }

@@ -32,12 +32,12 @@ pub(crate) enum Command {
     /// Run a node: with no cluster flags, a single node (data in ./data, Kafka on
     /// 127.0.0.1:9092, admin on :9644); with --node-id, --controller-voters and
     /// --cluster-listen, a member of a cluster (docs/cluster.md).
-    Serve(ServeArgs),
+    Serve(Box<ServeArgs>),
     #[command(flatten)]
     Client(spate_client::cli::ClientCommand),
     /// Throughput and end-to-end latency of any Kafka-compatible broker, with the
     /// null-broker and disk floors measured in the same run (see BENCHMARKS.md).
-    Bench(spate_bench::BenchArgs),
+    Bench(Box<spate_bench::BenchArgs>),
     /// Cluster tools: certificates, a local dev cluster, status.
     #[command(subcommand)]
     Cluster(cluster::ClusterCommand),
@@ -64,11 +64,11 @@ fn main() -> ExitCode {
         )
         .init();
     match cli.command {
-        Command::Serve(args) => serve(args),
+        Command::Serve(args) => serve(*args),
         // The client commands build their own small runtime; serve's per-core ones are
         // not wanted there.
         Command::Client(command) => spate_client::cli::run(command),
-        Command::Bench(args) => spate_bench::run(args),
+        Command::Bench(args) => spate_bench::run(*args),
         Command::Cluster(command) => cluster::run(command),
     }
 }

@@ -127,6 +127,21 @@ pub struct ServeArgs {
     /// (controlled.shutdown.timeout.ms) [default: 30000].
     #[arg(long, env = "SPATE_CONTROLLED_SHUTDOWN_TIMEOUT_MS")]
     controlled_shutdown_timeout_ms: Option<u64>,
+    /// A follower that has not caught up with its leader for this long leaves the ISR
+    /// (replica.lag.time.max.ms) [default: 30000].
+    #[arg(long, env = "SPATE_REPLICA_LAG_TIME_MAX_MS")]
+    replica_lag_time_max_ms: Option<u64>,
+    /// The default min.insync.replicas of topics that do not set it [default: 1].
+    #[arg(long, env = "SPATE_MIN_INSYNC_REPLICAS")]
+    min_insync_replicas: Option<i16>,
+    /// Bytes per second a leader sends to followers that are catching up, so they cannot
+    /// starve produce traffic (leader.replication.throttled.rate) [default: unthrottled].
+    #[arg(long, env = "SPATE_LEADER_REPLICATION_THROTTLED_RATE")]
+    leader_replication_throttled_rate: Option<u64>,
+    /// Move leaderships back to the preferred replicas when they drift
+    /// (auto.leader.rebalance.enable) [default: true].
+    #[arg(long, env = "SPATE_AUTO_LEADER_REBALANCE_ENABLE")]
+    auto_leader_rebalance_enable: Option<bool>,
 }
 
 pub fn serve(args: ServeArgs) -> ExitCode {
@@ -218,6 +233,10 @@ struct ClusterArgs {
     default_replication_factor: Option<i16>,
     offsets_topic_replication_factor: Option<i16>,
     controlled_shutdown_timeout_ms: Option<u64>,
+    replica_lag_time_max_ms: Option<u64>,
+    min_insync_replicas: Option<i16>,
+    leader_replication_throttled_rate: Option<u64>,
+    auto_leader_rebalance_enable: Option<bool>,
 }
 
 impl From<&ServeArgs> for ClusterArgs {
@@ -239,6 +258,10 @@ impl From<&ServeArgs> for ClusterArgs {
             default_replication_factor: args.default_replication_factor,
             offsets_topic_replication_factor: args.offsets_topic_replication_factor,
             controlled_shutdown_timeout_ms: args.controlled_shutdown_timeout_ms,
+            replica_lag_time_max_ms: args.replica_lag_time_max_ms,
+            min_insync_replicas: args.min_insync_replicas,
+            leader_replication_throttled_rate: args.leader_replication_throttled_rate,
+            auto_leader_rebalance_enable: args.auto_leader_rebalance_enable,
         }
     }
 }
@@ -290,6 +313,18 @@ fn apply_cluster_args(cluster: &mut ClusterConfig, args: ClusterArgs) -> Result<
     if let Some(v) = args.controlled_shutdown_timeout_ms {
         cluster.controlled_shutdown_timeout_ms = v;
     }
+    if let Some(v) = args.replica_lag_time_max_ms {
+        cluster.replica_lag_time_max_ms = v;
+    }
+    if let Some(v) = args.min_insync_replicas {
+        cluster.min_insync_replicas = v;
+    }
+    if args.leader_replication_throttled_rate.is_some() {
+        cluster.leader_replication_throttled_rate = args.leader_replication_throttled_rate;
+    }
+    if let Some(v) = args.auto_leader_rebalance_enable {
+        cluster.auto_leader_rebalance_enable = v;
+    }
     Ok(())
 }
 
@@ -302,7 +337,7 @@ mod tests {
     fn serve_args(args: &[&str]) -> ServeArgs {
         let cli = Cli::try_parse_from([&["spate", "serve"], args].concat()).unwrap();
         match cli.command {
-            Command::Serve(args) => args,
+            Command::Serve(args) => *args,
             Command::Client(_) | Command::Bench(_) | Command::Cluster(_) => {
                 panic!("parsed as a client command")
             }

@@ -1,4 +1,4 @@
-//! The admin client: topics, partitions, configs and offsets.
+//! The admin client: topics, partitions (leaders and reassignments too), configs and offsets.
 //!
 //! Each call is one request to any broker (Spate is single-node; in a Kafka cluster any
 //! broker forwards these to the controller), and results are per item, because Kafka
@@ -7,6 +7,7 @@
 
 mod configs;
 mod groups;
+mod partitions;
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -20,6 +21,7 @@ use spate_protocol::messages::{CreatePartitionsRequest, CreateTopicsRequest, Del
 
 pub use configs::{AlterConfigOp, ConfigEntry, ConfigResource};
 pub use groups::{GroupDescription, GroupListing, GroupMember, PartitionLag};
+pub use partitions::{ElectionType, OngoingReassignment, PartitionResults};
 
 use crate::client::Client;
 use crate::config::ClientConfig;

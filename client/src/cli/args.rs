@@ -37,6 +37,9 @@ impl ClientCommand {
                 TopicCommand::Describe(_) => "topic describe",
                 TopicCommand::Alter(_) => "topic alter",
                 TopicCommand::Delete(_) => "topic delete",
+                TopicCommand::ElectLeaders(_) => "topic elect-leaders",
+                TopicCommand::Reassign(_) => "topic reassign",
+                TopicCommand::Reassignments(_) => "topic reassignments",
             },
             ClientCommand::Produce(_) => "produce",
             ClientCommand::Consume(_) => "consume",
@@ -58,6 +61,9 @@ impl ClientCommand {
                 TopicCommand::Describe(args) => &args.connect,
                 TopicCommand::Alter(args) => &args.connect,
                 TopicCommand::Delete(args) => &args.connect,
+                TopicCommand::ElectLeaders(args) => &args.connect,
+                TopicCommand::Reassign(args) => &args.connect,
+                TopicCommand::Reassignments(args) => &args.connect,
             },
             ClientCommand::Produce(args) => &args.connect,
             ClientCommand::Consume(args) => &args.connect,
@@ -110,6 +116,13 @@ pub enum TopicCommand {
     Alter(TopicAlterArgs),
     /// Delete a topic and its data.
     Delete(TopicDeleteArgs),
+    /// Give partitions back to their preferred leaders (or, with --unclean, elect a leader
+    /// for leaderless ones from outside the ISR).
+    ElectLeaders(TopicElectLeadersArgs),
+    /// Move partitions to other brokers (or cancel a move under way).
+    Reassign(TopicReassignArgs),
+    /// List the partition moves under way.
+    Reassignments(TopicReassignmentsArgs),
 }
 
 #[derive(Debug, Args)]
@@ -184,6 +197,57 @@ pub struct TopicDeleteArgs {
     /// Succeed when the topic does not exist.
     #[arg(long, env = "SPATE_IF_EXISTS", value_parser = boolish())]
     pub if_exists: bool,
+    #[command(flatten)]
+    pub connect: ConnectArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct TopicElectLeadersArgs {
+    /// The topic.
+    pub name: String,
+    /// Only this partition; repeatable [default: every partition of the topic].
+    #[arg(long = "partition", env = "SPATE_PARTITION")]
+    pub partitions: Vec<i32>,
+    /// Elect a leader for leaderless partitions from any live replica, even one outside the
+    /// ISR: records the lost ISR acknowledged may be gone [default: preferred-leader election].
+    #[arg(long, env = "SPATE_UNCLEAN", value_parser = boolish())]
+    pub unclean: bool,
+    #[arg(long, value_enum, env = "SPATE_OUTPUT", default_value = "table")]
+    pub output: OutputFormat,
+    #[command(flatten)]
+    pub connect: ConnectArgs,
+}
+
+#[derive(Debug, Args)]
+#[command(group = clap::ArgGroup::new("target").required(true).multiple(false))]
+pub struct TopicReassignArgs {
+    /// The topic.
+    pub name: String,
+    /// The partition to move; repeatable (each gets the same replicas).
+    #[arg(long = "partition", env = "SPATE_PARTITION", required = true)]
+    pub partitions: Vec<i32>,
+    /// The new replicas, broker ids separated by commas; the first is the preferred leader.
+    #[arg(
+        long,
+        value_name = "ID,ID,…",
+        value_delimiter = ',',
+        group = "target",
+        env = "SPATE_REPLICAS"
+    )]
+    pub replicas: Vec<i32>,
+    /// Cancel the move under way: the partition keeps its original replicas.
+    #[arg(long, group = "target", env = "SPATE_CANCEL", value_parser = boolish())]
+    pub cancel: bool,
+    #[command(flatten)]
+    pub connect: ConnectArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct TopicReassignmentsArgs {
+    /// Only this topic's partitions [default: every topic].
+    pub name: Option<String>,
+    #[arg(long, value_enum, env = "SPATE_OUTPUT", default_value = "table")]
+    pub output: OutputFormat,
     #[command(flatten)]
     pub connect: ConnectArgs,
 }

@@ -23,6 +23,7 @@ pub mod output;
 mod produce;
 pub mod time;
 mod topic;
+mod topic_placement;
 
 use std::process::ExitCode;
 use std::time::Duration;

@@ -1,4 +1,5 @@
-//! `spate topic create|list|describe|alter|delete`.
+//! `spate topic create|list|describe|alter|delete`; `elect-leaders`, `reassign` and
+//! `reassignments` are in [`super::topic_placement`].
 
 use std::sync::Arc;
 
@@ -11,7 +12,8 @@ use super::args::{
 };
 use super::error::{CliError, key_value};
 use super::output::{Align, Table, config_value_display, print_json, print_stdout};
-use crate::admin::{Admin, AlterConfigOp, ConfigResource, NewTopic};
+use super::topic_placement;
+use crate::admin::{Admin, AlterConfigOp, ConfigResource, NewTopic, OngoingReassignment};
 use crate::error::Error;
 use crate::metadata::TopicInfo;
 use crate::offsets::{OffsetSpec, TopicPartition};
@@ -23,6 +25,9 @@ pub async fn run(args: TopicArgs) -> Result<(), CliError> {
         TopicCommand::Describe(args) => describe(args).await,
         TopicCommand::Alter(args) => alter(args).await,
         TopicCommand::Delete(args) => delete(args).await,
+        TopicCommand::ElectLeaders(args) => topic_placement::elect_leaders(args).await,
+        TopicCommand::Reassign(args) => topic_placement::reassign(args).await,
+        TopicCommand::Reassignments(args) => topic_placement::reassignments(args).await,
     }
 }
 
@@ -163,12 +168,36 @@ async fn log_offsets(
         .collect())
 }
 
-fn node_list(nodes: &[i32]) -> String {
+pub(super) fn node_list(nodes: &[i32]) -> String {
     nodes
         .iter()
         .map(i32::to_string)
         .collect::<Vec<_>>()
         .join(",")
+}
+
+/// The topic's partition moves under way; none if the cluster cannot say (a broker without
+/// ListPartitionReassignments), since describe is still useful without them.
+async fn reassignments_of(admin: &Admin, info: &TopicInfo) -> Vec<OngoingReassignment> {
+    let partitions: Vec<TopicPartition> = info
+        .partitions
+        .iter()
+        .map(|p| (info.name.clone(), p.partition))
+        .collect();
+    admin
+        .list_partition_reassignments(Some(&partitions))
+        .await
+        .unwrap_or_default()
+}
+
+/// `+4 -3`: the replicas a move adds and removes, for the describe table.
+fn moving_text(moving: Option<&OngoingReassignment>) -> String {
+    let Some(r) = moving else {
+        return String::new();
+    };
+    let added = r.adding_replicas.iter().map(|n| format!("+{n}"));
+    let removed = r.removing_replicas.iter().map(|n| format!("-{n}"));
+    added.chain(removed).collect::<Vec<_>>().join(" ")
 }
 
 fn or_dash(value: Option<i64>) -> String {
@@ -179,6 +208,8 @@ async fn describe(args: TopicDescribeArgs) -> Result<(), CliError> {
     let admin = admin(&args.connect).await?;
     let info = describe_one(&admin, &args.name, &args.connect).await?;
     let offsets = log_offsets(&admin, &info).await?;
+    let moving = reassignments_of(&admin, &info).await;
+    let moving_of = |partition: i32| moving.iter().find(|r| r.partition == partition);
     let configs: Vec<_> = admin
         .describe_configs(&ConfigResource::Topic(args.name.clone()))
         .await?
@@ -202,6 +233,8 @@ async fn describe(args: TopicDescribeArgs) -> Result<(), CliError> {
                         "leader": p.leader_id,
                         "replicas": p.replicas,
                         "isr": p.isr,
+                        "adding_replicas": moving_of(p.partition).map_or(&[][..], |r| &r.adding_replicas[..]),
+                        "removing_replicas": moving_of(p.partition).map_or(&[][..], |r| &r.removing_replicas[..]),
                         "log_start_offset": start,
                         "log_end_offset": end,
                     })
@@ -227,23 +260,32 @@ async fn describe(args: TopicDescribeArgs) -> Result<(), CliError> {
                 info.partitions.len(),
                 plural(info.partitions.len())
             );
-            let mut table = Table::new(&[
+            let mut columns = vec![
                 ("PARTITION", Align::Right),
                 ("LEADER", Align::Right),
                 ("REPLICAS", Align::Left),
                 ("ISR", Align::Left),
                 ("START-OFFSET", Align::Right),
                 ("END-OFFSET", Align::Right),
-            ]);
+            ];
+            // Only while a move is under way, so the usual table stays as it was.
+            if !moving.is_empty() {
+                columns.push(("REASSIGNING", Align::Left));
+            }
+            let mut table = Table::new(&columns);
             for (p, (start, end)) in info.partitions.iter().zip(&offsets) {
-                table.row(vec![
+                let mut row = vec![
                     p.partition.to_string(),
                     p.leader_id.to_string(),
                     node_list(&p.replicas),
                     node_list(&p.isr),
                     or_dash(*start),
                     or_dash(*end),
-                ]);
+                ];
+                if !moving.is_empty() {
+                    row.push(moving_text(moving_of(p.partition)));
+                }
+                table.row(row);
             }
             out.push_str(&table.render());
             out.push('\n');

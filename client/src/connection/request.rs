@@ -59,6 +59,10 @@ requests! {
     HeartbeatRequest => HeartbeatResponse, Heartbeat, 3..=4;
     LeaveGroupRequest => LeaveGroupResponse, LeaveGroup, 3..=5;
     IncrementalAlterConfigsRequest => IncrementalAlterConfigsResponse, IncrementalAlterConfigs, 0..=1;
+    // v1 is the first with an election type (v0 is preferred only).
+    ElectLeadersRequest => ElectLeadersResponse, ElectLeaders, 1..=2;
+    AlterPartitionReassignmentsRequest => AlterPartitionReassignmentsResponse, AlterPartitionReassignments, 0..=0;
+    ListPartitionReassignmentsRequest => ListPartitionReassignmentsResponse, ListPartitionReassignments, 0..=0;
 }
 
 /// The versions one broker serves, from its ApiVersions answer.

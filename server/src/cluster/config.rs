@@ -18,6 +18,21 @@ pub const HEARTBEAT_INTERVAL_MS_DEFAULT: u64 = 2_000;
 /// Kafka's `controller.quorum.election.timeout.ms` default: a follower that hears nothing
 /// from the quorum leader for a random time between this and twice this stands for election.
 pub const ELECTION_TIMEOUT_MS_DEFAULT: u64 = 1_000;
+/// Kafka's `replica.lag.time.max.ms`: a follower that has not caught up for this long leaves
+/// the ISR.
+pub const REPLICA_LAG_TIME_MAX_MS_DEFAULT: u64 = 30_000;
+/// Kafka's `replica.fetch.max.bytes`: bytes a follower asks for per partition per fetch.
+pub const REPLICA_FETCH_MAX_BYTES_DEFAULT: u32 = 1024 * 1024;
+/// Kafka's `replica.fetch.response.max.bytes`: bytes per fetch answer, all partitions.
+pub const REPLICA_FETCH_RESPONSE_MAX_BYTES_DEFAULT: u32 = 10 * 1024 * 1024;
+/// Kafka's `replica.fetch.wait.max.ms`: how long a leader parks a follower's fetch when it has
+/// nothing new.
+pub const REPLICA_FETCH_WAIT_MAX_MS_DEFAULT: u64 = 500;
+/// Kafka's `leader.imbalance.check.interval.seconds` (300), in ms.
+pub const LEADER_IMBALANCE_CHECK_INTERVAL_MS_DEFAULT: u64 = 300_000;
+/// Kafka's `leader.imbalance.per.broker.percentage`.
+pub const LEADER_IMBALANCE_PER_BROKER_PERCENTAGE_DEFAULT: u32 = 10;
+
 /// Shortest election timeout accepted: the quorum leader heartbeats every fifth of it, and
 /// a follower's randomized timer needs room below it (see `raft::raft_config`).
 pub const ELECTION_TIMEOUT_MS_MIN: u64 = 30;
@@ -158,6 +173,25 @@ pub struct ClusterConfig {
     pub offsets_topic_replication_factor: i16,
     /// Spate: how long SIGTERM waits for leaderships to move before exiting.
     pub controlled_shutdown_timeout_ms: u64,
+    /// `replica.lag.time.max.ms`.
+    pub replica_lag_time_max_ms: u64,
+    /// `replica.fetch.max.bytes`.
+    pub replica_fetch_max_bytes: u32,
+    /// `replica.fetch.response.max.bytes`.
+    pub replica_fetch_response_max_bytes: u32,
+    /// `replica.fetch.wait.max.ms`.
+    pub replica_fetch_wait_max_ms: u64,
+    /// `leader.replication.throttled.rate` (KIP-73): bytes per second a leader sends to
+    /// followers that are catching up (not in the ISR); `None` = unthrottled.
+    pub leader_replication_throttled_rate: Option<u64>,
+    /// `auto.leader.rebalance.enable`.
+    pub auto_leader_rebalance_enable: bool,
+    /// `leader.imbalance.check.interval.seconds`, in ms.
+    pub leader_imbalance_check_interval_ms: u64,
+    /// `leader.imbalance.per.broker.percentage`.
+    pub leader_imbalance_per_broker_percentage: u32,
+    /// `min.insync.replicas`: the broker default for topics that do not set it.
+    pub min_insync_replicas: i16,
 }
 
 impl Default for ClusterConfig {
@@ -177,6 +211,15 @@ impl Default for ClusterConfig {
             default_replication_factor: None,
             offsets_topic_replication_factor: OFFSETS_TOPIC_REPLICATION_FACTOR_DEFAULT,
             controlled_shutdown_timeout_ms: CONTROLLED_SHUTDOWN_TIMEOUT_MS_DEFAULT,
+            replica_lag_time_max_ms: REPLICA_LAG_TIME_MAX_MS_DEFAULT,
+            replica_fetch_max_bytes: REPLICA_FETCH_MAX_BYTES_DEFAULT,
+            replica_fetch_response_max_bytes: REPLICA_FETCH_RESPONSE_MAX_BYTES_DEFAULT,
+            replica_fetch_wait_max_ms: REPLICA_FETCH_WAIT_MAX_MS_DEFAULT,
+            leader_replication_throttled_rate: None,
+            auto_leader_rebalance_enable: true,
+            leader_imbalance_check_interval_ms: LEADER_IMBALANCE_CHECK_INTERVAL_MS_DEFAULT,
+            leader_imbalance_per_broker_percentage: LEADER_IMBALANCE_PER_BROKER_PERCENTAGE_DEFAULT,
+            min_insync_replicas: 1,
         }
     }
 }
@@ -292,6 +335,31 @@ impl ClusterConfig {
         }
         if self.offsets_topic_replication_factor < 1 {
             return Err("offsets.topic.replication.factor must be at least 1".to_owned());
+        }
+        if self.min_insync_replicas < 1 {
+            return Err("min.insync.replicas must be at least 1".to_owned());
+        }
+        if self.replica_lag_time_max_ms == 0 || self.replica_fetch_wait_max_ms == 0 {
+            return Err(
+                "replica.lag.time.max.ms and replica.fetch.wait.max.ms must be above 0".to_owned(),
+            );
+        }
+        if self.replica_fetch_max_bytes < 1024 || self.replica_fetch_response_max_bytes < 1024 {
+            return Err(
+                "replica.fetch.max.bytes and replica.fetch.response.max.bytes must be at least 1024"
+                    .to_owned(),
+            );
+        }
+        if self.leader_replication_throttled_rate == Some(0) {
+            return Err(
+                "leader.replication.throttled.rate must be above 0 (leave it unset for no throttle)"
+                    .to_owned(),
+            );
+        }
+        if self.leader_imbalance_check_interval_ms == 0
+            || self.leader_imbalance_per_broker_percentage > 100
+        {
+            return Err("leader.imbalance.check.interval.seconds must be above 0 and leader.imbalance.per.broker.percentage at most 100".to_owned());
         }
         Ok(())
     }

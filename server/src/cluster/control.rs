@@ -20,10 +20,12 @@ use super::config::Voter;
 use super::controller::ControllerHandle;
 use super::feed::{FeedSince, MetadataFeed};
 use super::raft::Raft;
+use super::replication::{self, ReplicationContext};
 use super::rpc::{
     ControllerError, ControllerReply, ControllerRequest, MetadataFetch, PeerRequest, PeerResponse,
 };
 use super::transport::{RpcHandler, Transport};
+use crate::handlers::error_code;
 
 /// First pause between attempts while no controller answers; doubles up to the max.
 const RETRY_BACKOFF_MS_MIN: u64 = 50;
@@ -364,12 +366,21 @@ pub struct RpcTargets {
 /// What this node answers when a peer calls it.
 pub struct NodeRpc {
     targets: Arc<OnceLock<RpcTargets>>,
+    replication: Arc<OnceLock<Arc<ReplicationContext>>>,
     feed: Arc<MetadataFeed>,
 }
 
 impl NodeRpc {
-    pub fn new(targets: Arc<OnceLock<RpcTargets>>, feed: Arc<MetadataFeed>) -> Self {
-        Self { targets, feed }
+    pub fn new(
+        targets: Arc<OnceLock<RpcTargets>>,
+        replication: Arc<OnceLock<Arc<ReplicationContext>>>,
+        feed: Arc<MetadataFeed>,
+    ) -> Self {
+        Self {
+            targets,
+            replication,
+            feed,
+        }
     }
 }
 
@@ -379,6 +390,17 @@ impl RpcHandler for NodeRpc {
         from: NodeId,
         request: Bytes,
     ) -> Pin<Box<dyn std::future::Future<Output = Bytes> + Send>> {
+        if spate_protocol::replica_fetch::is_replica_fetch(&request) {
+            let context = self.replication.get().cloned();
+            return Box::pin(async move {
+                match context {
+                    Some(context) => replication::answer_fetch(context, from, request).await,
+                    None => {
+                        spate_protocol::replica_fetch::refusal(error_code::NOT_LEADER_OR_FOLLOWER)
+                    }
+                }
+            });
+        }
         let targets = self.targets.get().cloned();
         let feed = self.feed.clone();
         Box::pin(async move {

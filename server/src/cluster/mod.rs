@@ -15,6 +15,7 @@ pub mod node;
 pub mod raft;
 pub mod raft_network;
 pub mod reconcile;
+pub mod replication;
 pub mod rpc;
 pub mod status;
 pub mod tls;

@@ -21,6 +21,7 @@ use super::feed::MetadataFeed;
 use super::identity::Stamp;
 use super::raft::{self, LogStore, Raft, StateMachine, to_raft_id};
 use super::raft_network::NetworkFactory;
+use super::replication::ReplicationContext;
 use super::tls::ClusterTls;
 use super::transport::{Transport, TransportConfig};
 use crate::ServerConfig;
@@ -59,6 +60,8 @@ pub struct ControlNode {
     pub raft: Option<Raft>,
     pub transport: Option<Transport>,
     pub controller: Option<ControllerHandle>,
+    /// Where peers' replica fetches go, once the broker has built it.
+    pub replication: Arc<OnceLock<Arc<ReplicationContext>>>,
 }
 
 impl ControlNode {
@@ -84,6 +87,7 @@ pub async fn start(
     let cluster = &config.cluster;
     let feed = Arc::new(MetadataFeed::new(ClusterImage::default()));
     let targets: Arc<OnceLock<RpcTargets>> = Arc::new(OnceLock::new());
+    let replication: Arc<OnceLock<Arc<ReplicationContext>>> = Arc::new(OnceLock::new());
     let known_cluster_id = {
         let feed = feed.clone();
         let stamped = stamp.cluster_id.clone();
@@ -98,7 +102,11 @@ pub async fn start(
         (Some(listen), Some(paths)) => {
             let tls = ClusterTls::load(&paths.ca, &paths.cert, &paths.key, cluster.node_id)
                 .map_err(|e| NodeError::Tls(e.to_string()))?;
-            let handler = Arc::new(NodeRpc::new(targets.clone(), feed.clone()));
+            let handler = Arc::new(NodeRpc::new(
+                targets.clone(),
+                replication.clone(),
+                feed.clone(),
+            ));
             let transport = Transport::bind(
                 TransportConfig {
                     node_id: cluster.node_id,
@@ -142,6 +150,7 @@ pub async fn start(
         raft,
         transport,
         controller,
+        replication,
     })
 }
 
@@ -228,6 +237,12 @@ async fn start_quorum(
             .iter()
             .map(|v| (v.node_id, v.address.clone()))
             .collect(),
+        leader_rebalance: cluster.auto_leader_rebalance_enable.then(|| {
+            (
+                Duration::from_millis(cluster.leader_imbalance_check_interval_ms),
+                cluster.leader_imbalance_per_broker_percentage,
+            )
+        }),
         bootstrap,
     };
     let controller = controller::spawn(raft.clone(), feed.clone(), settings, on_bootstrapped);
@@ -292,6 +307,9 @@ fn bootstrap_records(
                 leader: node_id,
                 leader_epoch: 0,
                 partition_epoch: 0,
+                adding_replicas: Vec::new(),
+                removing_replicas: Vec::new(),
+                leader_recovery_state: Default::default(),
             });
         }
     }

@@ -2,7 +2,8 @@
 //!
 //! For every image the feed publishes: create the replicas this node now hosts (one bulk
 //! engine call per topic), delete the ones it no longer hosts, apply changed topic configs,
-//! load or unload group coordinators as `__consumer_offsets` leadership moves, and only then
+//! take each replicated partition's role (leader or follower, [`super::replication`]), load
+//! or unload group coordinators as `__consumer_offsets` leadership moves, and only then
 //! publish the image to [`MetadataView`]. Handlers therefore never see a partition led here
 //! whose log does not exist yet.
 //!
@@ -23,6 +24,7 @@ use spate_engine::{Engine, LogConfig, TopicPartition};
 use tokio::sync::watch;
 
 use super::identity;
+use super::replication::{self, ReplicationContext};
 use crate::groups;
 use crate::metadata::{MetadataView, topic_config};
 
@@ -38,6 +40,8 @@ pub struct Reconciler {
     pub group_config: spate_coordinator::CoordinatorConfig,
     pub data_dir: PathBuf,
     pub log_defaults: LogConfig,
+    /// Replication roles follow the image (leader and follower slots, fetch loops).
+    pub replication: Option<Arc<ReplicationContext>>,
     /// Topic configs as last applied, to apply only what changed.
     applied_configs: HashMap<TopicId, BTreeMap<String, String>>,
     local_ids: BTreeMap<String, TopicId>,
@@ -69,6 +73,7 @@ impl Reconciler {
             group_config,
             data_dir,
             log_defaults,
+            replication: None,
             applied_configs: HashMap::new(),
             local_ids,
         }
@@ -98,6 +103,9 @@ impl Reconciler {
         self.remove_strays(image, &desired, &self.existing()).await;
         self.create_missing(&desired, &self.existing()).await;
         self.apply_configs(image, &desired).await;
+        if let Some(replication) = &self.replication {
+            replication::apply_roles(replication, image, self.caught_up(image)).await;
+        }
         groups::sync_coordinators(&self.engine, &self.group_config, image, self.node_id).await;
         self.view.publish(image.clone());
         Ok(())

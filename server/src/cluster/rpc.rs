@@ -16,8 +16,8 @@ use openraft::raft::{
 };
 use serde::{Deserialize, Serialize};
 use spate_cluster::controller::{CreateTopic, HeartbeatReply};
-use spate_cluster::records::Endpoint;
-use spate_cluster::{MetadataBatch, NodeId};
+use spate_cluster::records::{Endpoint, LeaderRecoveryState};
+use spate_cluster::{MetadataBatch, NodeId, PartitionState, TopicId};
 
 use super::raft::TypeConfig;
 
@@ -100,6 +100,31 @@ pub enum ControllerRequest {
         count: i64,
     },
     DescribeQuorum,
+    /// A partition leader asks to change its ISR (KIP-497's AlterPartition).
+    AlterPartition(AlterPartitionRequest),
+    /// ElectLeaders (KIP-460): `None` elects every partition that needs it.
+    ElectLeaders {
+        unclean: bool,
+        partitions: Option<Vec<(String, i32)>>,
+    },
+    /// AlterPartitionReassignments (KIP-455): a target replica list, or `None` to cancel.
+    AlterReassignments {
+        changes: Vec<(String, i32, Option<Vec<NodeId>>)>,
+    },
+}
+
+/// One partition's AlterPartition, as the leader sends it.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct AlterPartitionRequest {
+    pub broker: NodeId,
+    pub broker_epoch: i64,
+    pub topic_id: TopicId,
+    pub partition: i32,
+    pub leader_epoch: i32,
+    pub partition_epoch: i32,
+    /// Each member with the broker epoch the leader saw it fetch with (KIP-903).
+    pub new_isr: Vec<(NodeId, Option<i64>)>,
+    pub leader_recovery_state: LeaderRecoveryState,
 }
 
 /// One topic of a forwarded CreateTopics.
@@ -191,6 +216,20 @@ pub enum ControllerReplyBody {
         count: i64,
     },
     Quorum(QuorumState),
+    /// AlterPartition: the partition as it now stands, or a Kafka error code and why.
+    Partition(Result<PartitionState, (i16, String)>),
+    /// ElectLeaders and AlterPartitionReassignments: per partition, an error code
+    /// (`NONE` on success) and a message.
+    PartitionResults(Vec<PartitionResult>),
+}
+
+/// One partition's outcome of a per-partition admin request.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct PartitionResult {
+    pub topic: String,
+    pub partition: i32,
+    pub error_code: i16,
+    pub message: Option<String>,
 }
 
 impl From<HeartbeatReply> for ControllerReplyBody {

@@ -11,6 +11,7 @@ use spate_cluster::{ClusterImage, NO_LEADER, NodeId};
 use super::config::{ClusterConfig, Voter};
 use super::control::ControlPlane;
 use super::raft::Raft;
+use super::replication::min_insync_replicas;
 use crate::metadata::MetadataView;
 
 /// The whole answer.
@@ -79,6 +80,11 @@ pub struct PartitionCounts {
     pub offline: usize,
     /// The ISR is smaller than the replica set.
     pub under_replicated: usize,
+    /// The ISR is smaller than the topic's `min.insync.replicas` (capped at the replica
+    /// count): `acks=all` produces to it are refused with NOT_ENOUGH_REPLICAS (Kafka's
+    /// `UnderMinIsrPartitionCount`).
+    #[serde(default)]
+    pub under_min_isr: usize,
 }
 
 /// Builds `/cluster`'s answer. `Send + Sync`; called on the control-plane runtime.
@@ -118,7 +124,7 @@ impl StatusSource {
                     .collect(),
             },
             brokers: brokers(&image),
-            partitions: partition_counts(&image),
+            partitions: partition_counts(&image, self.config.min_insync_replicas),
             topics: image.topics().count(),
         };
         serde_json::to_string_pretty(&status).unwrap_or_else(|_| "{}".to_owned())
@@ -153,17 +159,21 @@ fn brokers(image: &ClusterImage) -> Vec<BrokerStatus> {
         .collect()
 }
 
-fn partition_counts(image: &ClusterImage) -> PartitionCounts {
+fn partition_counts(image: &ClusterImage, min_insync_default: i16) -> PartitionCounts {
     let mut counts = PartitionCounts {
         total: 0,
         offline: 0,
         under_replicated: 0,
+        under_min_isr: 0,
     };
     for topic in image.topics() {
+        let min_insync = min_insync_replicas(topic, min_insync_default);
         for partition in &topic.partitions {
             counts.total += 1;
             counts.offline += usize::from(partition.leader == NO_LEADER);
             counts.under_replicated += usize::from(partition.isr.len() < partition.replicas.len());
+            let effective = min_insync.min(partition.replicas.len()).max(1);
+            counts.under_min_isr += usize::from(partition.isr.len() < effective);
         }
     }
     counts

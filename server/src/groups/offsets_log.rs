@@ -1,16 +1,22 @@
 //! Reading and writing `__consumer_offsets` records through the engine.
 
 use std::os::unix::fs::FileExt;
+use std::time::Duration;
 
 use bytes::Bytes;
 use spate_coordinator::ErrorCode;
 use spate_coordinator::records::Record;
 
-use crate::handlers::produce_errors::append_error_code;
+use crate::cluster::replication::{self, AppendAcks};
+use crate::handlers::produce_errors::replicated_append_error_code;
 use spate_engine::{Engine, TopicPartition};
 use spate_protocol::records::{BatchBuilder, BatchRecords, NewRecord};
 
 use super::partition::now_ms;
+
+/// Kafka's `offsets.commit.timeout.ms`: how long a commit waits for the offsets partition's
+/// in-sync replicas before it is answered COORDINATOR_NOT_AVAILABLE (and retried).
+const OFFSET_COMMIT_TIMEOUT_MS: u64 = 5_000;
 
 /// How much of the partition one read step brings back while replaying.
 const REPLAY_READ_BYTES: u32 = 4 * 1024 * 1024;
@@ -63,16 +69,29 @@ pub(super) async fn append(
             format!("{tp}: cannot build the batch: {e}"),
         )
     })?;
-    engine.append(tp, batch).await.map(|_| ()).map_err(|e| {
-        // Kafka's mapping for coordinator writes: too large is the client's to fix; anything
-        // else is retriable once the partition is back.
-        let code = if append_error_code(&e) == ErrorCode::MessageTooLarge.code() {
-            ErrorCode::InvalidCommitOffsetSize
-        } else {
-            ErrorCode::CoordinatorNotAvailable
-        };
-        failed(code, format!("{tp}: {e}"))
-    })
+    // acks=all, as Kafka's coordinator writes: a commit is answered once every in-sync
+    // replica of the offsets partition has it, so it survives the coordinator's failover.
+    let acks = AppendAcks::All {
+        timeout: Duration::from_millis(OFFSET_COMMIT_TIMEOUT_MS),
+    };
+    replication::append(engine, tp, batch, acks)
+        .await
+        .map(|_| ())
+        .map_err(|e| {
+            // Kafka's mapping for coordinator writes (`GroupMetadataManager`): too large is
+            // the client's to fix; a lost leadership sends the client to the new coordinator;
+            // anything else is retriable once the partition is back.
+            let code = match replicated_append_error_code(&e) {
+                c if c == ErrorCode::MessageTooLarge.code() => ErrorCode::InvalidCommitOffsetSize,
+                c if c == ErrorCode::NotLeaderOrFollower.code()
+                    || c == ErrorCode::KafkaStorageError.code() =>
+                {
+                    ErrorCode::NotCoordinator
+                }
+                _ => ErrorCode::CoordinatorNotAvailable,
+            };
+            failed(code, format!("{tp}: {e}"))
+        })
 }
 
 /// Feeds every record of `tp`, oldest first, to `apply`; returns how many were read. A

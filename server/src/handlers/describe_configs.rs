@@ -181,13 +181,21 @@ fn config_type(topic_key: &str) -> i8 {
     }
 }
 
+/// The broker's default for topic config `name` (its log defaults, or its cluster settings
+/// for the replication keys).
+fn broker_default(broker: &Broker, name: &str) -> String {
+    match name {
+        "min.insync.replicas" => broker.config.cluster.min_insync_replicas.to_string(),
+        _ => topic_config::value_of(&broker.config.log_defaults, name).unwrap_or_default(),
+    }
+}
+
 /// Every topic config of `topic` with value, default flag, source and synonyms.
 pub fn topic_entries(broker: &Broker, overrides: &BTreeMap<String, String>) -> Vec<ConfigEntry> {
-    let defaults = &broker.config.log_defaults;
     TOPIC_CONFIG_KEYS
         .iter()
         .map(|key| {
-            let default_value = topic_config::value_of(defaults, key.name).unwrap_or_default();
+            let default_value = broker_default(broker, key.name);
             let default_synonym = (
                 broker_name(key.name).to_owned(),
                 default_value.clone(),
@@ -221,7 +229,7 @@ pub fn topic_entries(broker: &Broker, overrides: &BTreeMap<String, String>) -> V
 
 fn broker_entries(broker: &Broker) -> Vec<ConfigEntry> {
     let config = &broker.config;
-    let defaults = &broker.config.log_defaults;
+    let cluster = &config.cluster;
     let mut entries: Vec<(String, String, i8, &'static str)> = vec![
         (
             "auto.create.topics.enable".into(),
@@ -253,9 +261,67 @@ fn broker_entries(broker: &Broker) -> Vec<ConfigEntry> {
             TYPE_INT,
             "Largest request frame accepted.",
         ),
+        (
+            "default.replication.factor".into(),
+            cluster
+                .default_replication_factor
+                .map_or_else(|| "-1".to_owned(), |rf| rf.to_string()),
+            TYPE_INT,
+            "Replicas of topics created without a replication factor (-1: min(3, live brokers)).",
+        ),
+        (
+            "replica.lag.time.max.ms".into(),
+            cluster.replica_lag_time_max_ms.to_string(),
+            TYPE_LONG,
+            "A follower not caught up for this long leaves the ISR.",
+        ),
+        (
+            "replica.fetch.max.bytes".into(),
+            cluster.replica_fetch_max_bytes.to_string(),
+            TYPE_INT,
+            "Bytes a follower fetches per partition per request.",
+        ),
+        (
+            "replica.fetch.response.max.bytes".into(),
+            cluster.replica_fetch_response_max_bytes.to_string(),
+            TYPE_INT,
+            "Bytes a follower fetches per request.",
+        ),
+        (
+            "replica.fetch.wait.max.ms".into(),
+            cluster.replica_fetch_wait_max_ms.to_string(),
+            TYPE_INT,
+            "How long a leader parks a follower fetch with nothing new.",
+        ),
+        (
+            "leader.replication.throttled.rate".into(),
+            cluster
+                .leader_replication_throttled_rate
+                .map_or_else(|| i64::MAX.to_string(), |r| r.to_string()),
+            TYPE_LONG,
+            "Bytes per second sent to followers outside the ISR.",
+        ),
+        (
+            "auto.leader.rebalance.enable".into(),
+            cluster.auto_leader_rebalance_enable.to_string(),
+            TYPE_BOOLEAN,
+            "Move leaderships back to preferred replicas.",
+        ),
+        (
+            "leader.imbalance.check.interval.seconds".into(),
+            (cluster.leader_imbalance_check_interval_ms / 1000).to_string(),
+            TYPE_LONG,
+            "How often the controller checks leader balance.",
+        ),
+        (
+            "leader.imbalance.per.broker.percentage".into(),
+            cluster.leader_imbalance_per_broker_percentage.to_string(),
+            TYPE_INT,
+            "Imbalance allowed per broker before a rebalance.",
+        ),
     ];
     for key in TOPIC_CONFIG_KEYS {
-        let value = topic_config::value_of(defaults, key.name).unwrap_or_default();
+        let value = broker_default(broker, key.name);
         entries.push((
             broker_name(key.name).to_owned(),
             value,

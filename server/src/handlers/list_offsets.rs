@@ -17,6 +17,7 @@ use spate_protocol::wire::Decode;
 use super::fetch::leader_check;
 use super::{RequestContext, error_code};
 use crate::broker::Broker;
+use crate::cluster::replication;
 use crate::response::Outcome;
 
 /// v0 (a list of old-style offsets) is not served; Kafka 4.0 starts at v1 too.
@@ -89,7 +90,15 @@ async fn lookup(
     timestamp: i64,
     answer: &mut ListOffsetsPartitionResponse,
 ) {
+    // KIP-207 (`Partition.fetchOffsetForTimestamp`): a new leader whose high watermark has
+    // not reached its epoch's start cannot answer latest or timestamp lookups yet.
+    let not_available = replication::list_offsets_high_watermark(&broker.engine, tp)
+        .await
+        .err();
     match timestamp {
+        LATEST_TIMESTAMP if not_available.is_some() => {
+            answer.error_code = error_code::OFFSET_NOT_AVAILABLE;
+        }
         LATEST_TIMESTAMP | EARLIEST_TIMESTAMP | EARLIEST_LOCAL_TIMESTAMP => {
             match broker.engine.offsets(tp).await {
                 Ok(offsets) => {
@@ -108,11 +117,18 @@ async fn lookup(
         MAX_TIMESTAMP => answer.error_code = error_code::UNSUPPORTED_VERSION,
         t if t < 0 => answer.error_code = error_code::INVALID_REQUEST,
         t => match broker.engine.offset_for_timestamp(tp, t).await {
-            Ok(Some((offset, found_timestamp))) => {
+            // Only offsets below the high watermark are answered (the engine looks at what
+            // consumers can read; a lagging new leader's answer must not run ahead of it).
+            Ok(Some((offset, found_timestamp)))
+                if not_available.is_none_or(|high_watermark| offset < high_watermark) =>
+            {
                 answer.offset = offset;
                 answer.timestamp = found_timestamp;
             }
-            Ok(None) => {}
+            Ok(_) if not_available.is_some() => {
+                answer.error_code = error_code::OFFSET_NOT_AVAILABLE;
+            }
+            Ok(_) => {}
             Err(e) => {
                 tracing::warn!(partition = %tp, timestamp = t, error = %e, "timestamp lookup failed");
                 answer.error_code = error_code::KAFKA_STORAGE_ERROR;

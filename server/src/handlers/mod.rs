@@ -9,6 +9,7 @@
 //! partition's owning shard.
 
 pub mod alter_configs;
+pub mod alter_partition_reassignments;
 pub mod api_versions;
 pub mod context;
 pub mod create_partitions;
@@ -18,7 +19,9 @@ pub mod delete_topics;
 pub mod describe_cluster;
 pub mod describe_configs;
 pub mod describe_groups;
+pub mod describe_log_dirs;
 pub mod describe_quorum;
+pub mod elect_leaders;
 pub mod error_code;
 pub mod fetch;
 mod fetch_encode;
@@ -30,10 +33,13 @@ pub mod join_group;
 pub mod leave_group;
 pub mod list_groups;
 pub mod list_offsets;
+pub mod list_partition_reassignments;
 pub mod metadata;
 pub mod offset_commit;
 pub mod offset_delete;
 pub mod offset_fetch;
+pub mod offset_for_leader_epoch;
+pub(crate) mod partition_changes;
 pub mod produce;
 pub(crate) mod produce_errors;
 pub mod sync_group;
@@ -74,13 +80,27 @@ pub const SUPPORTED_APIS: &[(ApiKey, RangeInclusive<i16>)] = &[
     (ApiKey::CreateTopics, create_topics::VERSIONS),
     (ApiKey::DeleteTopics, delete_topics::VERSIONS),
     (ApiKey::InitProducerId, init_producer_id::VERSIONS),
+    (
+        ApiKey::OffsetForLeaderEpoch,
+        offset_for_leader_epoch::VERSIONS,
+    ),
     (ApiKey::DescribeConfigs, describe_configs::VERSIONS),
     (ApiKey::AlterConfigs, alter_configs::VERSIONS),
+    (ApiKey::DescribeLogDirs, describe_log_dirs::VERSIONS),
     (ApiKey::CreatePartitions, create_partitions::VERSIONS),
     (ApiKey::DeleteGroups, delete_groups::VERSIONS),
+    (ApiKey::ElectLeaders, elect_leaders::VERSIONS),
     (
         ApiKey::IncrementalAlterConfigs,
         incremental_alter_configs::VERSIONS,
+    ),
+    (
+        ApiKey::AlterPartitionReassignments,
+        alter_partition_reassignments::VERSIONS,
+    ),
+    (
+        ApiKey::ListPartitionReassignments,
+        list_partition_reassignments::VERSIONS,
     ),
     (ApiKey::OffsetDelete, offset_delete::VERSIONS),
     (ApiKey::DescribeQuorum, describe_quorum::VERSIONS),
@@ -190,6 +210,15 @@ async fn dispatch(broker: &Broker, client_host: Rc<str>, mut frame: Bytes) -> Ou
         ApiKey::ListGroups => list_groups::handle(broker, &ctx, body).await,
         ApiKey::DeleteGroups => delete_groups::handle(broker, &ctx, body).await,
         ApiKey::OffsetDelete => offset_delete::handle(broker, &ctx, body).await,
+        ApiKey::OffsetForLeaderEpoch => offset_for_leader_epoch::handle(broker, &ctx, body).await,
+        ApiKey::DescribeLogDirs => describe_log_dirs::handle(broker, &ctx, body).await,
+        ApiKey::ElectLeaders => elect_leaders::handle(broker, &ctx, body).await,
+        ApiKey::AlterPartitionReassignments => {
+            alter_partition_reassignments::handle(broker, &ctx, body).await
+        }
+        ApiKey::ListPartitionReassignments => {
+            list_partition_reassignments::handle(broker, &ctx, body).await
+        }
         _ => Outcome::Close(format!("{} has no handler", api.name())),
     }
 }

@@ -6,11 +6,14 @@
 //! they share the engine's group commit instead of paying one fsync each in turn.
 //!
 //! Only the partition's leader appends; other nodes answer NOT_LEADER_OR_FOLLOWER with the
-//! current leader and its endpoint (KIP-951). Until replication lands, acks=1 and acks=all
-//! mean the same thing: the append is on the leader's disk.
+//! current leader and its endpoint (KIP-951). On a replicated partition, acks=all is refused
+//! up front while the ISR is below `min.insync.replicas` (NOT_ENOUGH_REPLICAS) and answered
+//! once the high watermark passes the batch, i.e. once every in-sync replica has it durably
+//! (`cluster::replication::produce`); acks=1 answers once the leader's own copy is durable.
 
 use std::collections::BTreeMap;
 use std::ops::RangeInclusive;
+use std::time::Duration;
 
 use bytes::Bytes;
 use spate_engine::TopicPartition;
@@ -21,9 +24,10 @@ use spate_protocol::messages::{ProduceRequest, ProduceResponse};
 use spate_protocol::wire::Decode;
 use tokio::task::JoinSet;
 
-use super::produce_errors::append_error_code;
+use super::produce_errors::replicated_append_error_code;
 use super::{RequestContext, error_code};
 use crate::broker::Broker;
+use crate::cluster::replication::{self, AppendAcks};
 use crate::metadata::{Leadership, validate_topic_name};
 use crate::response::Outcome;
 use spate_cluster::ClusterImage;
@@ -72,6 +76,13 @@ pub async fn handle(broker: &Broker, ctx: &RequestContext, mut body: Bytes) -> O
         None
     };
 
+    let acks = if request.acks == -1 {
+        AppendAcks::All {
+            timeout: Duration::from_millis(u64::try_from(request.timeout_ms).unwrap_or(0)),
+        }
+    } else {
+        AppendAcks::Leader
+    };
     let image = broker.metadata.image();
     let mut leaders = LeaderHints::default();
     let mut appends = JoinSet::new();
@@ -107,12 +118,18 @@ pub async fn handle(broker: &Broker, ctx: &RequestContext, mut body: Bytes) -> O
                 }
                 continue;
             }
+            // Until the append answers: a task that dies must not read as a success.
+            slot.error_code = error_code::UNKNOWN_SERVER_ERROR;
+            slot.error_message = Some(format!(
+                "{}-{}: the append was lost inside the broker; retry",
+                topic.name, partition.index
+            ));
             let Some(topic_meta) = &known else { continue };
             let tp = TopicPartition::new(topic_meta.name.clone(), partition.index);
             let records = partition.records.unwrap_or_default();
             let engine = broker.engine.clone();
             appends.spawn_local(async move {
-                let outcome = engine.append(&tp, records).await;
+                let outcome = replication::append(&engine, &tp, records, acks).await;
                 (topic_index, partition_index, tp, outcome)
             });
         }
@@ -127,12 +144,13 @@ pub async fn handle(broker: &Broker, ctx: &RequestContext, mut body: Bytes) -> O
         match outcome {
             Ok(appended) => {
                 slot.error_code = error_code::NONE;
+                slot.error_message = None;
                 slot.base_offset = appended.base_offset;
                 slot.log_append_time_ms = appended.log_append_time_ms.unwrap_or(-1);
                 slot.log_start_offset = appended.log_start_offset;
             }
             Err(e) => {
-                let code = append_error_code(&e);
+                let code = replicated_append_error_code(&e);
                 if code == error_code::KAFKA_STORAGE_ERROR {
                     tracing::error!(partition = %tp, error = %e, "append failed");
                 } else {

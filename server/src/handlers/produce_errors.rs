@@ -4,6 +4,22 @@ use spate_engine::log::{AppendError as LogAppendError, ProducerError};
 use spate_engine::{AppendError, EngineError};
 
 use super::error_code;
+use crate::cluster::replication::ReplicatedAppendError;
+
+/// The Kafka error code for an append that was refused, failed, or not replicated in time.
+pub fn replicated_append_error_code(error: &ReplicatedAppendError) -> i16 {
+    match error {
+        ReplicatedAppendError::Append(e) => append_error_code(e),
+        ReplicatedAppendError::NotEnoughReplicas(_) => error_code::NOT_ENOUGH_REPLICAS,
+        ReplicatedAppendError::NotEnoughReplicasAfterAppend(_) => {
+            error_code::NOT_ENOUGH_REPLICAS_AFTER_APPEND
+        }
+        ReplicatedAppendError::Timeout { .. } => error_code::REQUEST_TIMED_OUT,
+        ReplicatedAppendError::NotLeader | ReplicatedAppendError::LeadershipMoved => {
+            error_code::NOT_LEADER_OR_FOLLOWER
+        }
+    }
+}
 
 /// The Kafka error code for a refused or failed append.
 pub fn append_error_code(error: &AppendError) -> i16 {

@@ -37,21 +37,26 @@ pub struct StatusArgs {
     /// `table` for people; `json` (the node's answer, pretty-printed) for scripts.
     #[arg(long, value_enum, env = "SPATE_OUTPUT", default_value = "table")]
     output: OutputFormat,
-    /// How long to wait for the connection and the whole answer, in ms.
+    /// How long to wait for the connection and the whole answer, in ms (with
+    /// `--wait-for-brokers`, for the cluster to get there).
     #[arg(long, env = "SPATE_TIMEOUT_MS", default_value_t = 10_000)]
     timeout_ms: u64,
+    /// Wait until the node sees an active controller and at least N unfenced brokers
+    /// (polling; nodes that are still starting up count as not yet), so a script can create
+    /// a topic of replication factor N right after starting the nodes.
+    #[arg(long, value_name = "N")]
+    wait_for_brokers: Option<usize>,
 }
 
+/// How often `--wait-for-brokers` asks again.
+const WAIT_POLL: Duration = Duration::from_millis(100);
+
 pub fn run(args: StatusArgs) -> Result<ExitCode, Failure> {
-    let body = get_cluster(&args.admin, Duration::from_millis(args.timeout_ms))?;
-    let unreadable = |reason: String| {
-        Failure::Failed(format!(
-            "cannot read the /cluster answer of {}: {reason}",
-            args.admin
-        ))
+    let timeout = Duration::from_millis(args.timeout_ms);
+    let status = match args.wait_for_brokers {
+        None => fetch_status(&args.admin, timeout)?,
+        Some(wanted) => wait_for_brokers(&args.admin, wanted, timeout)?,
     };
-    // Read in both formats, so `--output json` is a document of the expected shape too.
-    let status = parse_status(&body).map_err(unreadable)?;
     let text = match args.output {
         OutputFormat::Table => render_table(&status),
         OutputFormat::Json => {
@@ -63,6 +68,56 @@ pub fn run(args: StatusArgs) -> Result<ExitCode, Failure> {
     match print_stdout(&text) {
         Ok(()) | Err(spate_client::cli::CliError::BrokenPipe) => Ok(ExitCode::SUCCESS),
         Err(error) => Err(Failure::Failed(error.to_string())),
+    }
+}
+
+/// The node's `/cluster` answer, read.
+fn fetch_status(admin: &str, timeout: Duration) -> Result<ClusterStatus, Failure> {
+    let body = get_cluster(admin, timeout)?;
+    // Read in both formats, so `--output json` is a document of the expected shape too.
+    parse_status(&body).map_err(|reason| {
+        Failure::Failed(format!(
+            "cannot read the /cluster answer of {admin}: {reason}"
+        ))
+    })
+}
+
+/// Polls until `admin`'s node sees an active controller and `wanted` unfenced brokers.
+/// A node not answering yet (still starting) is retried until the deadline too.
+fn wait_for_brokers(
+    admin: &str,
+    wanted: usize,
+    timeout: Duration,
+) -> Result<ClusterStatus, Failure> {
+    let deadline = Instant::now() + timeout;
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        let last = match fetch_status(admin, left.max(WAIT_POLL)) {
+            Ok(status) => {
+                let live = status.brokers.iter().filter(|b| !b.fenced).count();
+                if status.controller.leader_id.is_some() && live >= wanted {
+                    return Ok(status);
+                }
+                format!(
+                    "it sees {live} unfenced broker(s) and {}",
+                    match status.controller.leader_id {
+                        Some(id) => format!("node {id} as the active controller"),
+                        None => "no active controller".to_owned(),
+                    }
+                )
+            }
+            Err(Failure::Usage(message)) => return Err(Failure::Usage(message)),
+            Err(e) => e.to_string(),
+        };
+        if Instant::now() + WAIT_POLL >= deadline {
+            return Err(Failure::Failed(format!(
+                "{admin}: not {wanted} unfenced brokers with an active controller within {} ms \
+                 (--timeout-ms): {last}; check that every node is running and can reach the \
+                 controller voters",
+                timeout.as_millis()
+            )));
+        }
+        std::thread::sleep(WAIT_POLL);
     }
 }
 
@@ -192,12 +247,13 @@ fn render_table(status: &ClusterStatus) -> String {
         (None, _) => out.push_str("controller none (election in progress)\n"),
     }
     out.push_str(&format!(
-        "metadata offset {} (as seen by node {})\npartitions {} ({} offline, {} under-replicated) in {} topic(s)\n\n",
+        "metadata offset {} (as seen by node {})\npartitions {} ({} offline, {} under-replicated, {} under min ISR) in {} topic(s)\n\n",
         status.metadata_offset,
         status.node_id,
         status.partitions.total,
         status.partitions.offline,
         status.partitions.under_replicated,
+        status.partitions.under_min_isr,
         status.topics,
     ));
     let mut table = Table::new(&[
@@ -300,7 +356,7 @@ mod tests {
             "cluster Ab3xYz\n\
              controller 1 (epoch 5)\n\
              metadata offset 42 (as seen by node 1)\n\
-             partitions 6 (1 offline, 2 under-replicated) in 1 topic(s)\n\
+             partitions 6 (1 offline, 2 under-replicated, 0 under min ISR) in 1 topic(s)\n\
              \n\
              NODE  ROLE          KAFKA            CLUSTER          RACK   STATE          EPOCH  LEADERS  REPLICAS\n\
              1*    broker+voter  127.0.0.1:39001  127.0.0.1:40001  eu-1a  live              12        2         6\n\

@@ -9,6 +9,7 @@
 //! retries on the new leader. A new leader first waits until every entry of earlier terms is
 //! applied, then gives every registered broker a fresh session.
 
+mod partitions;
 mod quorum;
 mod topics;
 
@@ -53,6 +54,9 @@ pub struct ControllerSettings {
     pub log_defaults: LogConfig,
     /// The voters and their addresses, for DescribeQuorum.
     pub voters: Vec<(NodeId, String)>,
+    /// `auto.leader.rebalance.enable`: how often to check, and
+    /// `leader.imbalance.per.broker.percentage`. `None` when disabled.
+    pub leader_rebalance: Option<(Duration, u32)>,
     /// Records the first active controller of a new cluster writes: the cluster id, and the
     /// topics of a single-node data dir being migrated.
     pub bootstrap: Vec<RecordBody>,
@@ -167,6 +171,16 @@ impl Controller {
                 node = self.settings.node_id,
                 "this node is the active controller"
             );
+            self.upkeep().await;
+            let rebalance_every = self
+                .settings
+                .leader_rebalance
+                .map_or(Duration::from_secs(3600), |(every, _)| every);
+            let mut rebalance = tokio::time::interval_at(
+                tokio::time::Instant::now() + rebalance_every,
+                rebalance_every,
+            );
+            rebalance.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             while self.is_leader() {
                 let deadline = self
                     .sessions
@@ -188,7 +202,12 @@ impl Controller {
                         }
                         None => return,
                     },
-                    _ = tokio::time::sleep_until(deadline) => self.expire_sessions().await,
+                    _ = tokio::time::sleep_until(deadline) => {
+                        if self.expire_sessions().await {
+                            self.upkeep().await;
+                        }
+                    }
+                    _ = rebalance.tick() => self.rebalance_leaders().await,
                 }
             }
             tracing::info!(
@@ -247,11 +266,12 @@ impl Controller {
         Ok(())
     }
 
-    async fn expire_sessions(&mut self) {
+    /// Fences brokers whose sessions expired; `true` if any was.
+    async fn expire_sessions(&mut self) -> bool {
         let image = self.feed.image();
         let records = self.sessions.expire(&image, Instant::now());
         if records.is_empty() {
-            return;
+            return false;
         }
         let fenced: Vec<NodeId> = records
             .iter()
@@ -272,6 +292,7 @@ impl Controller {
                 tracing::warn!(brokers = ?fenced, error = %e, "could not fence brokers whose sessions expired")
             }
         }
+        true
     }
 
     /// Writes `records` as one entry; returns its index once applied.
@@ -362,6 +383,7 @@ impl Controller {
                 let mut offset = image.offset();
                 if !records.is_empty() {
                     offset = self.write(records).await?;
+                    self.upkeep().await;
                     // Answer with the state the records made (unfenced, in controlled
                     // shutdown), so the broker acts on it without another round trip.
                     if let Some(broker) = self.feed.image().broker(node_id) {
@@ -458,6 +480,14 @@ impl Controller {
                     offset,
                     ControllerReplyBody::ProducerIds { first, count },
                 ))
+            }
+            ControllerRequest::AlterPartition(request) => self.alter_partition(request).await,
+            ControllerRequest::ElectLeaders {
+                unclean,
+                partitions,
+            } => self.elect_leaders(unclean, partitions).await,
+            ControllerRequest::AlterReassignments { changes } => {
+                self.alter_reassignments(changes).await
             }
             ControllerRequest::DescribeQuorum => Ok(reply(
                 image.offset(),

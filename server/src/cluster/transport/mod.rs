@@ -59,6 +59,27 @@ pub const HELLO_TIMEOUT: Duration = Duration::from_secs(5);
 /// times `message_bytes_max`: peers are authenticated cluster members, not strangers.
 pub const REQUESTS_IN_FLIGHT_MAX: u32 = 256;
 
+/// The largest UDP payload, in bytes, that path MTU discovery probes for and that a node
+/// accepts (quinn's defaults: probe up to 1452, accept 1472, which suit the internet). A
+/// cluster LAN with jumbo frames (an AWS VPC carries 9001) or a test cluster's loopback
+/// carries bigger packets, and QUIC's cost is per packet: raw QUIC on loopback moved 1703
+/// MB/s instead of 710 at 0.56/0.53 CPU s/GB (sender/receiver) instead of 1.31/1.15, and
+/// over a 9001-byte link 1079 MB/s instead of 466 (`spate bench network-floor`, BENCHMARKS.md).
+/// On a 1500-byte link discovery settles where quinn's default does (1466 B seen).
+///
+/// At most [`GSO_BATCH_BYTES_MAX`] / 10: quinn 0.11 sends up to 10 datagrams per GSO
+/// `sendmsg` (its private `MAX_TRANSMIT_SEGMENTS`), and a batch over a UDP datagram's 65,507
+/// bytes fails; at 6600 a loopback connection collapses to ~6 MB/s, and at 8952 over a 9001-byte
+/// link black-hole detection drops it to 1200-byte packets (380 MB/s).
+pub const UDP_PAYLOAD_BYTES_MAX: u16 = 6500;
+/// The bytes one GSO send may carry: the largest UDP payload over IPv4.
+const GSO_BATCH_BYTES_MAX: u32 = 65_507;
+/// Datagrams quinn 0.11 puts in one GSO send (`MAX_TRANSMIT_SEGMENTS` in quinn's connection.rs).
+const QUINN_GSO_SEGMENTS_MAX: u32 = 10;
+const _: () = assert!(UDP_PAYLOAD_BYTES_MAX as u32 * QUINN_GSO_SEGMENTS_MAX <= GSO_BATCH_BYTES_MAX);
+// quinn accepts 1200..=65527 for both settings.
+const _: () = assert!(UDP_PAYLOAD_BYTES_MAX >= 1200);
+
 /// Incoming handshakes (TLS and Hello) in progress at once; more are refused. A cluster has
 /// few peers, so this only bounds what unauthenticated senders to the UDP port can cost.
 pub const HANDSHAKES_IN_FLIGHT_MAX: usize = 64;
@@ -211,7 +232,7 @@ impl Transport {
         let mut client_config = config.tls.client_config();
         client_config.transport_config(tuning);
         let mut endpoint = quinn::Endpoint::new(
-            quinn::EndpointConfig::default(),
+            quinn_endpoint_config(),
             Some(server_config),
             socket,
             Arc::new(quinn::TokioRuntime),
@@ -569,7 +590,9 @@ fn check_config(config: &TransportConfig) -> Result<(), TransportError> {
 /// quinn settings for a LAN cluster. Flow-control windows stay at quinn's defaults (1.25 MB
 /// per stream, 10 MB sent per connection, unlimited connection receive window): enough for
 /// bulk replication at LAN round trips, and the stream limit bounds buffering.
-fn quinn_transport_config() -> quinn::TransportConfig {
+///
+/// Public so `spate bench network-floor` runs raw QUIC with the settings nodes run.
+pub fn quinn_transport_config() -> quinn::TransportConfig {
     let mut config = quinn::TransportConfig::default();
     config.keep_alive_interval(Some(KEEP_ALIVE_INTERVAL));
     let idle_ms = u32::try_from(IDLE_TIMEOUT.as_millis()).unwrap_or(u32::MAX);
@@ -578,6 +601,20 @@ fn quinn_transport_config() -> quinn::TransportConfig {
     // Calls use bidirectional streams only: refuse the rest.
     config.max_concurrent_uni_streams(VarInt::from_u32(0));
     config.datagram_receive_buffer_size(None);
+    let mut discovery = quinn::MtuDiscoveryConfig::default();
+    discovery.upper_bound(UDP_PAYLOAD_BYTES_MAX);
+    config.mtu_discovery_config(Some(discovery));
+    config
+}
+
+/// quinn endpoint settings: accept UDP payloads up to [`UDP_PAYLOAD_BYTES_MAX`] (the peer's
+/// MTU discovery stops at what this node accepts).
+///
+/// Public so `spate bench network-floor` runs raw QUIC with the settings nodes run.
+pub fn quinn_endpoint_config() -> quinn::EndpointConfig {
+    let mut config = quinn::EndpointConfig::default();
+    // Only refused outside 1200..=65527, which the assertions above rule out.
+    let _ = config.max_udp_payload_size(UDP_PAYLOAD_BYTES_MAX);
     config
 }
 
