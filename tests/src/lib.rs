@@ -25,8 +25,10 @@ pub mod error;
 pub mod fetch_request;
 pub mod group_requests;
 pub mod kafka_requests;
+pub mod netfilter;
 pub mod process_run;
 pub mod record_batch;
+pub mod replication;
 pub mod wire;
 pub mod workspace;
 
