@@ -31,6 +31,12 @@ pub enum BenchCommand {
     Suite(SuiteArgs),
     /// Serves a minimal Kafka-protocol sink until killed (the floor, for manual runs).
     NullBroker(NullBrokerArgs),
+    /// Loopback throughput and CPU per GB of TCP, raw QUIC with the cluster's TLS, and the
+    /// cluster transport's calls, between two processes: the floor for replication.
+    NetworkFloor(NetworkFloorArgs),
+    /// The server process of `network-floor`, which starts it; not for manual use.
+    #[command(hide = true)]
+    NetworkFloorPeer(NetworkPeerArgs),
 }
 
 /// Where the broker is and how the bench and the broker share the machine.
@@ -124,6 +130,11 @@ pub struct LoadArgs {
     /// Topic `flush` config the bench sets on the topic it creates: always, never or <ms>.
     #[arg(long, default_value = "never")]
     pub flush: String,
+    /// Replication factor of the topics the bench creates; default: the broker's
+    /// (`default.replication.factor`). With 3 and `--acks all`, every acknowledgement waits
+    /// for the in-sync replicas.
+    #[arg(long)]
+    pub replication_factor: Option<i16>,
     /// Throughput sampling interval in seconds (medians are over these intervals).
     #[arg(long, default_value_t = 1.0)]
     pub interval: f64,
@@ -200,6 +211,200 @@ pub struct NullBrokerArgs {
     /// Bytes per batch of the fixed Fetch buffer.
     #[arg(long, default_value_t = 65_536)]
     pub batch_size: usize,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct NetworkFloorArgs {
+    /// Bytes each path moves after the warm-up at least: a slow path runs past `--duration`
+    /// until it has (for at most 60 s), so its CPU per GB rests on enough bytes.
+    #[arg(long, default_value = "2GiB")]
+    pub bytes: ByteCount,
+    /// Bytes per message: per `write_all` on TCP, per `write_chunk` on raw QUIC, per answer
+    /// of a call (replication answers are up to a few MiB).
+    #[arg(long, default_value = "1MiB")]
+    pub message_bytes: ByteCount,
+    /// Seconds excluded from the figures at the start of each path.
+    #[arg(long, default_value_t = 1.0)]
+    pub warmup: f64,
+    /// Measured seconds per path, at least.
+    #[arg(long, default_value_t = 10.0)]
+    pub duration: f64,
+    /// Throughput sampling interval in seconds (medians are over these intervals).
+    #[arg(long, default_value_t = 1.0)]
+    pub interval: f64,
+    /// Cores of the server process (the receiver of TCP and raw QUIC, the answerer of
+    /// calls), as for `taskset -c`.
+    #[arg(long, default_value = "0")]
+    pub server_cores: String,
+    /// Cores of the client process (this one); default: every core not in
+    /// `--server-cores` (all cores when the machine has only those).
+    #[arg(long)]
+    pub client_cores: Option<String>,
+    /// Leave both processes unpinned.
+    #[arg(long)]
+    pub no_pin: bool,
+    /// Paths to measure, in order.
+    #[arg(
+        long,
+        value_enum,
+        value_delimiter = ',',
+        default_value = "tcp,quic-raw,quic-call"
+    )]
+    pub paths: Vec<NetPath>,
+    /// Calls in flight at once on the `quic-call` path; one row per value.
+    #[arg(long, value_delimiter = ',', default_value = "1,4")]
+    pub concurrency: Vec<usize>,
+    #[command(flatten)]
+    pub quic: QuicOverrides,
+    /// Write the result as JSON here.
+    #[arg(long)]
+    pub json: Option<PathBuf>,
+}
+
+/// One way of moving bytes between the two processes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum NetPath {
+    /// One TCP connection, bulk `write_all`; the server reads and discards.
+    Tcp,
+    /// One quinn connection with the cluster's mutual TLS, one stream, bulk writes.
+    QuicRaw,
+    /// `Transport::call`: small requests, answers of `--message-bytes`.
+    QuicCall,
+}
+
+impl std::fmt::Display for NetPath {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            NetPath::Tcp => "tcp",
+            NetPath::QuicRaw => "quic-raw",
+            NetPath::QuicCall => "quic-call",
+        })
+    }
+}
+
+/// Settings that replace the cluster transport's quinn settings on the `quic-raw` path only,
+/// on both ends, for tuning experiments (the `quic-call` path always runs the transport's own
+/// settings, as a node would).
+#[derive(Debug, Clone, Default, PartialEq, Args)]
+pub struct QuicOverrides {
+    /// Congestion controller.
+    #[arg(long, value_enum)]
+    pub quic_congestion: Option<CongestionArg>,
+    /// Flow-control window per stream (quinn `stream_receive_window`).
+    #[arg(long)]
+    pub quic_stream_window: Option<ByteCount>,
+    /// Flow-control window per connection (quinn `receive_window`).
+    #[arg(long)]
+    pub quic_receive_window: Option<ByteCount>,
+    /// Unacknowledged bytes a connection may have in flight (quinn `send_window`).
+    #[arg(long)]
+    pub quic_send_window: Option<ByteCount>,
+    /// UDP payload bytes to start with (quinn `initial_mtu`, at least 1200).
+    #[arg(long)]
+    pub quic_initial_mtu: Option<u16>,
+    /// Largest UDP payload MTU discovery probes for (quinn's default is 1452).
+    #[arg(long)]
+    pub quic_mtu_upper_bound: Option<u16>,
+    /// Largest UDP payload this end accepts, advertised to the peer (quinn endpoint
+    /// `max_udp_payload_size`, default 1472): it caps what MTU discovery finds.
+    #[arg(long)]
+    pub quic_max_udp_payload: Option<u16>,
+    /// Turn MTU discovery off (packets stay at the initial MTU).
+    #[arg(long)]
+    pub quic_no_mtu_discovery: bool,
+    /// Ask the peer to acknowledge every N ack-eliciting packets (the ACK frequency
+    /// extension) instead of every second one.
+    #[arg(long)]
+    pub quic_ack_threshold: Option<u32>,
+    /// Turn UDP segmentation offload (GSO) off.
+    #[arg(long)]
+    pub quic_no_gso: bool,
+    /// `SO_SNDBUF` and `SO_RCVBUF` of the UDP sockets (capped by net.core.[rw]mem_max).
+    #[arg(long)]
+    pub udp_buffer_bytes: Option<ByteCount>,
+}
+
+impl QuicOverrides {
+    /// The flags that reproduce these overrides, for the peer process and the report.
+    pub fn to_args(&self) -> Vec<String> {
+        let mut args = Vec::new();
+        let mut value = |flag: &str, value: Option<String>| {
+            if let Some(value) = value {
+                args.push(format!("--{flag}={value}"));
+            }
+        };
+        value(
+            "quic-congestion",
+            self.quic_congestion
+                .and_then(|c| c.to_possible_value())
+                .map(|v| v.get_name().to_owned()),
+        );
+        value(
+            "quic-stream-window",
+            self.quic_stream_window.map(|b| b.to_string()),
+        );
+        value(
+            "quic-receive-window",
+            self.quic_receive_window.map(|b| b.to_string()),
+        );
+        value(
+            "quic-send-window",
+            self.quic_send_window.map(|b| b.to_string()),
+        );
+        value(
+            "quic-initial-mtu",
+            self.quic_initial_mtu.map(|m| m.to_string()),
+        );
+        value(
+            "quic-mtu-upper-bound",
+            self.quic_mtu_upper_bound.map(|m| m.to_string()),
+        );
+        value(
+            "quic-max-udp-payload",
+            self.quic_max_udp_payload.map(|m| m.to_string()),
+        );
+        value(
+            "quic-ack-threshold",
+            self.quic_ack_threshold.map(|t| t.to_string()),
+        );
+        value(
+            "udp-buffer-bytes",
+            self.udp_buffer_bytes.map(|b| b.to_string()),
+        );
+        if self.quic_no_mtu_discovery {
+            args.push("--quic-no-mtu-discovery".into());
+        }
+        if self.quic_no_gso {
+            args.push("--quic-no-gso".into());
+        }
+        args
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum CongestionArg {
+    Cubic,
+    NewReno,
+    Bbr,
+}
+
+/// What the `network-floor-peer` process serves.
+#[derive(Debug, Clone, Args)]
+pub struct NetworkPeerArgs {
+    #[arg(long, value_enum)]
+    pub path: NetPath,
+    /// Cores to pin to, as for `taskset -c`.
+    #[arg(long)]
+    pub cores: Option<String>,
+    /// Directory holding the throwaway CA and node certificates.
+    #[arg(long)]
+    pub certs: PathBuf,
+    /// Bytes per answer on the `quic-call` path.
+    #[arg(long)]
+    pub message_bytes: ByteCount,
+    #[command(flatten)]
+    pub quic: QuicOverrides,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -295,6 +500,78 @@ impl FromStr for SizeSpec {
     }
 }
 
+/// A byte count: `4096`, or with a unit: `64KiB`, `1MiB`, `2GiB` (powers of 1024) or `1MB`,
+/// `2GB` (powers of 1000).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub struct ByteCount(pub u64);
+
+impl ByteCount {
+    pub fn bytes(self) -> u64 {
+        self.0
+    }
+
+    /// The count as a `usize`, saturating on 32-bit targets.
+    pub fn bytes_usize(self) -> usize {
+        usize::try_from(self.0).unwrap_or(usize::MAX)
+    }
+}
+
+const BYTE_UNITS: [(&str, u64); 9] = [
+    ("GiB", 1 << 30),
+    ("MiB", 1 << 20),
+    ("KiB", 1 << 10),
+    ("GB", 1_000_000_000),
+    ("MB", 1_000_000),
+    ("KB", 1_000),
+    ("G", 1 << 30),
+    ("M", 1 << 20),
+    ("K", 1 << 10),
+];
+
+impl FromStr for ByteCount {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<Self, String> {
+        let trimmed = text.trim();
+        let trimmed = trimmed
+            .strip_suffix('B')
+            .filter(|t| {
+                // "1MB" keeps its B; a bare trailing B ("4096B") is just bytes.
+                t.ends_with(|c: char| c.is_ascii_digit())
+            })
+            .unwrap_or(trimmed);
+        let (number, scale) = BYTE_UNITS
+            .iter()
+            .find_map(|(unit, scale)| {
+                let at = trimmed.len().checked_sub(unit.len())?;
+                let tail = trimmed.get(at..)?;
+                tail.eq_ignore_ascii_case(unit)
+                    .then(|| (&trimmed[..at], *scale))
+            })
+            .unwrap_or((trimmed, 1));
+        let count: u64 = number
+            .trim()
+            .parse()
+            .map_err(|_| format!("{text:?} is not a byte count like 4096, 64KiB or 2GiB"))?;
+        count
+            .checked_mul(scale)
+            .map(ByteCount)
+            .ok_or_else(|| format!("{text:?} is too large"))
+    }
+}
+
+impl std::fmt::Display for ByteCount {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let unit = BYTE_UNITS[..3]
+            .iter()
+            .find(|(_, scale)| self.0 >= *scale && self.0.is_multiple_of(*scale));
+        match unit {
+            Some((unit, scale)) => write!(f, "{}{unit}", self.0 / scale),
+            None => write!(f, "{}", self.0),
+        }
+    }
+}
+
 /// Seconds as a `Duration`, refusing negative or non-finite values.
 pub fn seconds(value: f64) -> Duration {
     if value.is_finite() && value > 0.0 {
@@ -342,6 +619,47 @@ mod tests {
         assert!("1000..100".parse::<SizeSpec>().is_err());
         assert!("4".parse::<SizeSpec>().is_err());
         assert!("x".parse::<SizeSpec>().is_err());
+    }
+
+    #[test]
+    fn byte_counts_read_binary_and_decimal_units_and_print_back() {
+        let parse = |text: &str| text.parse::<ByteCount>().map(ByteCount::bytes);
+        assert_eq!(parse("4096"), Ok(4096));
+        assert_eq!(parse("4096B"), Ok(4096));
+        assert_eq!(parse("64KiB"), Ok(65_536));
+        assert_eq!(parse("1mib"), Ok(1 << 20));
+        assert_eq!(parse("2GiB"), Ok(2 << 30));
+        assert_eq!(parse("2G"), Ok(2 << 30));
+        assert_eq!(parse("1MB"), Ok(1_000_000));
+        assert!(parse("MiB").is_err());
+        assert!(parse("1.5GiB").is_err());
+        assert!(parse("99999999999GiB").is_err());
+        for text in ["2GiB", "1MiB", "64KiB", "1000"] {
+            assert_eq!(text.parse::<ByteCount>().unwrap().to_string(), text);
+        }
+    }
+
+    #[test]
+    fn quic_overrides_survive_the_trip_to_the_peer_process() {
+        #[derive(clap::Parser)]
+        struct Cli {
+            #[command(flatten)]
+            quic: QuicOverrides,
+        }
+        let overrides = QuicOverrides {
+            quic_congestion: Some(CongestionArg::NewReno),
+            quic_stream_window: Some(ByteCount(8 << 20)),
+            quic_mtu_upper_bound: Some(8952),
+            quic_ack_threshold: Some(8),
+            quic_no_gso: true,
+            ..QuicOverrides::default()
+        };
+        let args = overrides.to_args();
+        let parsed =
+            <Cli as clap::Parser>::try_parse_from(std::iter::once("peer".to_string()).chain(args))
+                .unwrap();
+        assert_eq!(parsed.quic, overrides);
+        assert!(QuicOverrides::default().to_args().is_empty());
     }
 
     #[test]

@@ -14,6 +14,7 @@ pub mod args;
 pub mod broker_cmd;
 pub mod disk_floor;
 pub mod metrics;
+pub mod network_floor;
 pub mod null_broker;
 pub mod plot;
 pub mod report;

@@ -15,7 +15,7 @@ use crate::disk_floor::{self, SyncPolicy};
 use crate::null_broker::{NullBroker, NullConfig};
 use crate::report::Report;
 use crate::workload::{self, consume, latency, produce};
-use crate::{affinity, metrics, plot, scale, suite};
+use crate::{affinity, metrics, network_floor, plot, scale, suite};
 
 /// Where the run happens: the broker, the cores, the runtime.
 pub struct Env {
@@ -160,6 +160,8 @@ impl Env {
 pub fn run(args: BenchArgs) -> Result<bool, BenchError> {
     match args.command {
         BenchCommand::NullBroker(args) => serve_null_broker(&args),
+        BenchCommand::NetworkFloor(args) => network_floor::run(&args),
+        BenchCommand::NetworkFloorPeer(args) => network_floor::peer::run(&args),
         BenchCommand::Produce(args) => {
             let env = Env::start(&args.target)?;
             finish(run_produce(&env, &args.load, args.output.no_floors)?, &args)

@@ -37,6 +37,7 @@ fn base_load(args: &SuiteArgs) -> LoadArgs {
         warmup: args.warmup,
         duration: args.duration,
         flush: "never".into(),
+        replication_factor: None,
         interval: (args.duration / 10.0).clamp(0.1, 1.0),
     }
 }
@@ -152,34 +153,11 @@ pub fn run(env: &Env, args: &SuiteArgs) -> Result<bool, BenchError> {
 }
 
 fn machine(env: &Env, args: &SuiteArgs, out: &mut String) -> Result<(), BenchError> {
-    let read = |path: &str| std::fs::read_to_string(path).unwrap_or_default();
-    let cpuinfo = read("/proc/cpuinfo");
-    let model = cpuinfo
-        .lines()
-        .find(|l| l.starts_with("model name"))
-        .and_then(|l| l.split_once(':'))
-        .map_or("unknown CPU", |(_, m)| m.trim());
-    let cores = cpuinfo
-        .lines()
-        .filter(|l| l.starts_with("processor"))
-        .count();
-    let kernel = read("/proc/sys/kernel/osrelease");
-    let memory = read("/proc/meminfo")
-        .lines()
-        .next()
-        .unwrap_or_default()
-        .to_string();
-    let load = read("/proc/loadavg");
     let _ = writeln!(out, "### Machine\n");
     let _ = writeln!(
         out,
-        "{cores} x {model}, Linux {}, {}; load average at start: {}. {}. Disk floor in `{}`.\n",
-        kernel.trim(),
-        memory.split_whitespace().collect::<Vec<_>>().join(" "),
-        load.split_whitespace()
-            .take(3)
-            .collect::<Vec<_>>()
-            .join(" "),
+        "{}. {}. Disk floor in `{}`.\n",
+        crate::report::machine_summary(),
         env.pinning,
         env.floor_dir.display()
     );

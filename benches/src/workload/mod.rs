@@ -65,10 +65,14 @@ pub async fn create_topics(
             std::process::id()
         );
         let partitions = load.partitions.max(1) as i32;
-        let with_flush = NewTopic::new(&name, partitions).config("flush", &load.flush);
+        let topic = NewTopic {
+            replication_factor: load.replication_factor,
+            ..NewTopic::new(&name, partitions)
+        };
+        let with_flush = topic.clone().config("flush", &load.flush);
         if let Err(e) = admin.create_topic(with_flush).await {
             refusals.push(e.to_string());
-            admin.create_topic(NewTopic::new(&name, partitions)).await?;
+            admin.create_topic(topic).await?;
         }
         admin.wait_for_topic(&name, TOPIC_READY_TIMEOUT).await?;
         names.push(name);
