@@ -8,6 +8,12 @@ scripts/install-test-deps.sh
 
 cargo fmt --all -- --check
 cargo clippy --workspace --all-targets --locked -- -D warnings
-cargo nextest run --workspace --locked --no-fail-fast
+cargo nextest run --workspace --locked --no-run
+# The tests drive the `spate` binary this build made (the spate package's own integration
+# tests make cargo build it). Without SPATE_BIN each test process would first run
+# `cargo build -p spate`, whose feature set differs from the workspace's, compiling a second
+# copy of the server: minutes and gigabytes on a CI machine.
+SPATE_BIN="${CARGO_TARGET_DIR:-$PWD/target}/debug/spate" \
+    cargo nextest run --workspace --locked --no-fail-fast
 # Doc tests are not run by nextest.
 cargo test --workspace --locked --doc
