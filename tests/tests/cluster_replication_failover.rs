@@ -13,7 +13,7 @@
 //! report acknowledged as (partition, offset, value). Meanwhile the test `kill -9`s the
 //! leader of a partition, waits for the controller to elect another leader from the ISR,
 //! restarts the killed node, and waits until it is back in every ISR and acks are flowing
-//! again. It does this `SPATE_REPLICATION_KILL_ROUNDS` times (5 by default; a soak can ask
+//! again. It does this `SPATE_REPLICATION_KILL_ROUNDS` times (10 by default; a soak can ask
 //! for 50). Then it reads every partition back from the start and checks:
 //!
 //! - every acknowledged value is at its acknowledged offset;
@@ -50,7 +50,7 @@ const PARTITION_COUNT: i32 = 3;
 const REPLICATION_FACTOR: usize = 3;
 /// The soak knob: how many leaders to kill.
 const KILL_ROUNDS_VAR: &str = "SPATE_REPLICATION_KILL_ROUNDS";
-const KILL_ROUNDS_DEFAULT: usize = 5;
+const KILL_ROUNDS_DEFAULT: usize = 10;
 /// From a `kill -9` to a new leader in Metadata: the 3 s session timeout, the election, and
 /// a loaded debug build's slack.
 const FAILOVER_TIMEOUT: Duration = Duration::from_secs(20);
