@@ -10,6 +10,7 @@ use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use openraft::BasicNode;
+use openraft::error::Fatal;
 use spate_cluster::records::RecordBody;
 use spate_cluster::{ClusterImage, TopicId};
 use spate_engine::Engine;
@@ -184,6 +185,7 @@ async fn start_quorum(
     )
     .await
     .map_err(|e| NodeError::Quorum(e.to_string()))?;
+    exit_when_quorum_member_fails(&raft);
     let voters = cluster.voters();
     let initialized = raft
         .is_initialized()
@@ -248,6 +250,41 @@ async fn start_quorum(
     let controller = controller::spawn(raft.clone(), feed.clone(), settings, on_bootstrapped);
     Ok((raft, controller))
 }
+
+/// openraft stops its core for good when the metadata log's storage fails (a full disk
+/// under `__cluster_metadata`, say): the process would stay up as a node that can never
+/// follow metadata again, and the cluster would stay a member short after the disk was
+/// freed. Kafka halts the process on such a fault; so does Spate, so a supervisor
+/// (systemd's `Restart=on-failure`) brings the node back once the cause is fixed. Every
+/// acknowledged write is already durable, so this exit is no worse than a crash.
+fn exit_when_quorum_member_fails(raft: &Raft) {
+    let mut metrics = raft.metrics();
+    tokio::spawn(async move {
+        loop {
+            let failure = match &metrics.borrow().running_state {
+                Err(Fatal::StorageError(e)) => Some(e.to_string()),
+                Err(Fatal::Panicked) => Some("its core panicked".to_owned()),
+                // Stopped: this node is shutting down.
+                Ok(()) | Err(Fatal::Stopped) => None,
+            };
+            if let Some(reason) = failure {
+                tracing::error!(
+                    %reason,
+                    "the metadata quorum member stopped and cannot resume; exiting so the node \
+                     can be restarted once the cause (often a full disk under the data dir) is fixed"
+                );
+                std::process::exit(QUORUM_FAILURE_EXIT_CODE);
+            }
+            if metrics.changed().await.is_err() {
+                return;
+            }
+        }
+    });
+}
+
+/// The exit status of a node whose metadata quorum member failed (EX_IOERR): a supervisor
+/// restarts it; a person reads the error logged before it.
+pub const QUORUM_FAILURE_EXIT_CODE: i32 = 74;
 
 /// The records a new cluster starts with: its id, and, on a data dir from a single-node
 /// release, that node's topics (from its metadata file, plus partition folders the file
