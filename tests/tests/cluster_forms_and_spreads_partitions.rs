@@ -217,9 +217,16 @@ fn broker_only_node_joins_as_an_unfenced_broker_outside_the_quorum() {
         .filter_map(|v| v["node_id"].as_i64())
         .collect();
     assert_eq!(voters, vec![1, 2, 3], "{own}");
+    // Each node learns of the unfencing when its copy of the metadata log does.
     for id in cluster.node_ids() {
-        let status = cluster.status(id).unwrap();
-        assert!(is_unfenced_in(&status, 4), "node {id}: {status}");
+        let seen = cluster.wait_until(
+            AGREEMENT_TIMEOUT,
+            &format!("node {id} to see node 4 unfenced"),
+            |c| c.status(id).is_ok_and(|status| is_unfenced_in(&status, 4)),
+        );
+        if let Err(e) = seen {
+            panic!("{e}: node {id}: {:?}", cluster.status(id));
+        }
     }
     let metadata = cluster
         .agreed_metadata(AGREEMENT_TIMEOUT, "four brokers", |m| {
