@@ -7,6 +7,7 @@
 //! again when it comes back. These functions decide; [`change_record`] turns a decision into
 //! the one record that applies it.
 
+use crate::bugs::{self, Bug};
 use crate::image::PartitionState;
 use crate::records::RecordBody;
 use crate::topic_id::TopicId;
@@ -54,14 +55,16 @@ pub fn without_node(
     } else {
         shrunk
     };
-    let can_lead =
-        |candidate: NodeId| candidate != node && isr.contains(&candidate) && is_live(candidate);
+    let unclean = bugs::enabled(Bug::UncleanElection);
+    let can_lead = |candidate: NodeId| {
+        candidate != node && (unclean || isr.contains(&candidate)) && is_live(candidate)
+    };
     let leader = if partition.leader != NO_LEADER && can_lead(partition.leader) {
         partition.leader
     } else {
         first_in_assignment_order(partition, &can_lead)
     };
-    PartitionTarget { leader, isr }
+    with_leader_in_isr(PartitionTarget { leader, isr })
 }
 
 /// What a leaderless `partition` becomes now that the brokers `is_live` says are live are
@@ -74,11 +77,22 @@ pub fn elect_if_leaderless(
     if partition.leader != NO_LEADER {
         return PartitionTarget::unchanged(partition);
     }
-    let can_lead = |candidate: NodeId| partition.isr.contains(&candidate) && is_live(candidate);
-    PartitionTarget {
+    let unclean = bugs::enabled(Bug::UncleanElection);
+    let can_lead =
+        |candidate: NodeId| (unclean || partition.isr.contains(&candidate)) && is_live(candidate);
+    with_leader_in_isr(PartitionTarget {
         leader: first_in_assignment_order(partition, &can_lead),
         isr: partition.isr.clone(),
+    })
+}
+
+/// The target as decided; with the injected `unclean-election` bug (tests only), a leader
+/// taken from outside the ISR is added to it, as the image requires.
+fn with_leader_in_isr(mut target: PartitionTarget) -> PartitionTarget {
+    if target.leader != NO_LEADER && !target.isr.contains(&target.leader) {
+        target.isr.push(target.leader);
     }
+    target
 }
 
 /// The first replica (the preferred leader first) that `can_lead`, or [`NO_LEADER`].

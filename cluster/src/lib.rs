@@ -9,11 +9,14 @@
 //!   functions of the image and of a time passed in.
 //! - [`replication`]: partition replication on the brokers (the leader's follower tracking
 //!   and high watermark, the follower's fetch and truncation decisions).
+//! - [`bugs`]: known replication bugs the simulator must find, behind the test-only
+//!   `bug-injection` feature (a constant "off" without it).
 //!
 //! Nothing here touches a clock, a disk or a socket: `server/` is the glue that stores the
 //! log, moves records between nodes and applies images to the engine. That is what lets the
 //! simulator drive the same code with a fake clock.
 
+pub mod bugs;
 pub mod controller;
 pub mod election;
 pub mod image;

@@ -292,6 +292,72 @@ fn an_answer_from_before_a_leader_epoch_bump_is_dropped_even_from_the_same_leade
     );
 }
 
+/// Found by the simulator (seed 1537744114, a duplicated fetch): answers were matched to
+/// the fetch outstanding by leader epoch and fetch offset only. A follower that truncated
+/// and fetched its way back to the same offset then took a late `DivergingEpoch`, meant for
+/// the log it had before, as the answer to its new fetch, and cut records below its HW.
+#[test]
+fn a_late_diverging_answer_meant_for_a_log_since_truncated_and_refilled_is_dropped() {
+    use spate_cluster::replication::{
+        FollowerAction, FollowerReplica, LeaderAnswer, ReplicationConfig,
+    };
+    let config = ReplicationConfig::default();
+    let now = std::time::Instant::now();
+    // Node 1 holds epoch 1 up to 8, then [8, 12) of epoch 2, which epoch 3's leader lacks.
+    let before = MemLog::with_batches(&[(1, 8, 1), (2, 4, 9)]);
+    let partition = state(&[0, 1], &[0, 1], 0, 3);
+    let mut follower = FollowerReplica::new(1, 7, &partition, before.local(), 8, &config).unwrap();
+    let first = follower
+        .next_fetch(now, before.local(), &before.view())
+        .unwrap();
+    assert_eq!(
+        (first.fetch_offset, first.last_fetched_epoch),
+        (12, Some(2))
+    );
+    let diverging = LeaderAnswer::Diverging {
+        epoch: 1,
+        end_offset: 8,
+    };
+    assert_eq!(
+        follower.on_answer(now, &first, diverging, before.local(), &before.view()),
+        [FollowerAction::Truncate {
+            to: 8,
+            below_high_watermark: false
+        }]
+    );
+    // It truncates, fetches epoch 3's [8, 12), syncs it and takes the leader's HW (12).
+    let truncated = MemLog::with_batches(&[(1, 8, 1)]);
+    let second = follower
+        .next_fetch(now, truncated.local(), &truncated.view())
+        .unwrap();
+    let records = LeaderAnswer::Records {
+        high_watermark: 12,
+        log_start: 0,
+        records_end: 12,
+    };
+    let actions = follower.on_answer(now, &second, records, truncated.local(), &truncated.view());
+    assert_eq!(actions[0], FollowerAction::Append { from: 8, to: 12 });
+    let refilled = MemLog::with_batches(&[(1, 8, 1), (3, 4, 10)]);
+    assert_eq!(follower.on_local(refilled.local()), Some(12));
+    let third = follower
+        .next_fetch(now, refilled.local(), &refilled.view())
+        .unwrap();
+    assert_eq!(
+        (third.fetch_offset, third.last_fetched_epoch),
+        (12, Some(3))
+    );
+    // The first fetch's answer again (a duplicate, or a retry's): same epoch, same offset,
+    // but it was about the old log.
+    let late = follower.on_answer(now, &first, diverging, refilled.local(), &refilled.view());
+    assert!(late.is_empty(), "{late:?}");
+    assert_eq!(follower.late_answers(), 1);
+    assert_eq!(follower.high_watermark(), 12);
+    assert!(
+        follower.is_fetching(),
+        "the third fetch is still outstanding"
+    );
+}
+
 #[test]
 fn a_fetch_sent_before_the_follower_restarted_is_refused_by_its_broker_epoch() {
     use spate_cluster::replication::{FetchDecision, ReplicaError};

@@ -1,11 +1,15 @@
 //! The follower's side of one partition, on the follower's shard: what to fetch, and what
 //! to do with the leader's answer.
 //!
-//! One fetch is in flight at a time. Its answer is applied only if it still matches: the
-//! same leader epoch and the same fetch offset as the fetch outstanding, with the local log
-//! still ending there (`AbstractFetcherThread.processFetchRequest`); anything else is a late
+//! One fetch is in flight at a time. Its answer is applied only if it still matches: it
+//! answers the fetch outstanding (same leader epoch, fetch offset, last fetched epoch, log
+//! start and broker epoch; a durable report of it counts as it), with the local log still
+//! ending there (`AbstractFetcherThread.processFetchRequest`); anything else is a late
 //! answer and is dropped. The leader never rewrites its log within its epoch, so two
-//! answers for the same (epoch, offset) are interchangeable.
+//! answers to the same fetch are interchangeable. Matching on the offset and epoch alone is
+//! not enough: a follower that truncated and fetched its way back to the same offset asks
+//! from another log, and a late `DivergingEpoch` meant for the old one would cut committed
+//! records from the new one (the simulator found this with a duplicated fetch).
 //!
 //! Truncation is by leader epoch only, never to the local HW (KIP-101), iterating when the
 //! leader names an epoch this log lacks (KIP-279), and always before anything else from the
@@ -20,8 +24,28 @@ use super::{
     EpochSource, LocalOffsets, ReplicaError, ReplicationConfig, Role, RoleError, Transition,
     check_local,
 };
+use crate::bugs::{self, Bug};
 use crate::image::PartitionState;
 use crate::{NO_LEADER, NodeId};
+
+/// Whether an answer to `sent` answers `outstanding`: the same request, but for the durable
+/// offset, which a report moves on and which does not change the answer.
+fn same_fetch(outstanding: &FollowerFetch, sent: &FollowerFetch) -> bool {
+    FollowerFetch {
+        durable_offset: outstanding.durable_offset,
+        ..*sent
+    } == *outstanding
+}
+
+/// The durable offset this follower tells the leader: what it has synced. (With the injected
+/// `ack-before-fsync` bug, tests only: what it has written.)
+fn reported_durable(local: &LocalOffsets) -> i64 {
+    if bugs::enabled(Bug::AckBeforeFsync) {
+        local.log_end
+    } else {
+        local.durable()
+    }
+}
 
 /// The leader's answer to a fetch, as the glue read it off the wire.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -195,11 +219,18 @@ impl FollowerReplica {
             }
             self.awaiting = None;
         }
+        // Injected bug (tests only): skipping the epoch check skips the truncation a leader
+        // change calls for (the leader cannot see that this log diverges).
+        let last_fetched_epoch = if bugs::enabled(Bug::SkipTruncation) {
+            None
+        } else {
+            epochs.latest_epoch()
+        };
         let fetch = FollowerFetch {
             current_leader_epoch: self.leader_epoch,
             fetch_offset: local.log_end,
-            durable_offset: local.durable(),
-            last_fetched_epoch: epochs.latest_epoch(),
+            durable_offset: reported_durable(&local),
+            last_fetched_epoch,
             log_start: local.log_start,
             broker_epoch: self.broker_epoch,
         };
@@ -218,7 +249,7 @@ impl FollowerReplica {
     /// its answer, if any, is interchangeable with the fetch's.
     pub fn durable_report(&mut self, local: LocalOffsets) -> Option<FollowerFetch> {
         let in_flight = self.in_flight.as_mut()?;
-        let durable = local.durable();
+        let durable = reported_durable(&local);
         if local.log_end != in_flight.fetch.fetch_offset || durable <= in_flight.durable_reported {
             return None;
         }
@@ -239,10 +270,7 @@ impl FollowerReplica {
         local: LocalOffsets,
         epochs: &dyn EpochSource,
     ) -> Vec<FollowerAction> {
-        let answers_in_flight = self.in_flight.is_some_and(|f| {
-            f.fetch.fetch_offset == sent.fetch_offset
-                && f.fetch.current_leader_epoch == sent.current_leader_epoch
-        });
+        let answers_in_flight = self.in_flight.is_some_and(|f| same_fetch(&f.fetch, sent));
         if !answers_in_flight
             || self.phase != Phase::Fetching
             || sent.current_leader_epoch != self.leader_epoch
@@ -399,9 +427,7 @@ impl FollowerReplica {
 
     /// The fetch `sent` got no answer (the connection failed): back off and send again.
     pub fn on_fetch_failed(&mut self, now: Instant, sent: &FollowerFetch) {
-        if self
-            .in_flight
-            .is_some_and(|f| f.fetch.fetch_offset == sent.fetch_offset)
+        if self.in_flight.is_some_and(|f| same_fetch(&f.fetch, sent))
             && sent.current_leader_epoch == self.leader_epoch
         {
             self.back_off(now);

@@ -19,6 +19,7 @@ use super::{
     check_local, effective_min_isr,
 };
 use crate::NodeId;
+use crate::bugs::{self, Bug};
 use crate::image::PartitionState;
 use crate::records::LeaderRecoveryState;
 
@@ -381,7 +382,10 @@ impl LeaderReplica {
             return;
         }
         let mut candidate = self.local.durable();
-        for (replica, progress) in &self.followers {
+        // Injected bug (tests only): the leader commits on its own sync, before the ISR has
+        // the data.
+        let followers_count = !bugs::enabled(Bug::HwBeforeIsr);
+        for (replica, progress) in self.followers.iter().filter(|_| followers_count) {
             let counts = self.in_maximal_isr(*replica)
                 || (progress.eligible
                     && progress.is_caught_up(

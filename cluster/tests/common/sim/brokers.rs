@@ -9,11 +9,16 @@ use spate_cluster::replication::{
 };
 
 use super::log::Batch;
-use super::node::{Node, Replica};
-use super::{ANSWER_BATCHES_MAX, CONTROLLER, Message, Payload, PendingAck, Sim};
+use super::node::{ActionFailure, Node, Replica};
+use super::{ANSWER_BATCHES_MAX, CONTROLLER, Invariant, Message, Payload, PendingAck, Sim};
 
 impl Sim {
     pub(super) fn deliver(&mut self, message: Message) {
+        if self.is_cut(message.from, message.to, &message.payload) {
+            self.count("messages lost");
+            self.lose(message);
+            return;
+        }
         if message.to == CONTROLLER {
             if let Payload::AlterPartition {
                 request,
@@ -27,7 +32,7 @@ impl Sim {
         let Some(index) = self.index(message.to) else {
             return;
         };
-        if !self.nodes[index].alive || self.is_cut(message.from, message.to, &message.payload) {
+        if !self.nodes[index].alive {
             return;
         }
         let now = self.now;
@@ -175,13 +180,35 @@ impl Sim {
             return;
         }
         let id = node.id;
-        node.apply_actions(&actions, &batches);
+        match node.apply_actions(&actions, &batches) {
+            Ok(()) => {}
+            Err(ActionFailure::SplitsBatch { to }) => self.violate(
+                Invariant::WellFormedLog,
+                format!("node {id} was told to truncate to {to}, inside a batch ({actions:?})"),
+            ),
+            Err(ActionFailure::AppendRefused(refused)) => {
+                self.count("appends refused");
+                self.log(format!(
+                    "node {id} answer {answer:?}: append refused ({refused:?}); {actions:?}"
+                ));
+                let node = &mut self.nodes[index];
+                if let Replica::Follower(f) = &mut node.replica {
+                    f.on_action_failed(now);
+                }
+                node.local_changed(now);
+                return;
+            }
+        }
+        let node = &mut self.nodes[index];
         let appended = actions
             .iter()
             .any(|a| matches!(a, FollowerAction::Append { .. }));
         if appended && node.sync_at.is_none() {
-            node.sync_at = Some(now + self.config.sync_delay);
+            let delay = self.sync_delay();
+            let node = &mut self.nodes[index];
+            node.sync_at = Some(now + delay);
         }
+        let node = &mut self.nodes[index];
         node.local_changed(now);
         if appended {
             for batch in &batches {
@@ -278,19 +305,26 @@ impl Sim {
     }
 
     pub fn produce_to(&mut self, id: NodeId, count: i64) -> Option<Batch> {
-        let index = self.index(id)?;
+        let Some(index) = self.index(id) else {
+            self.event(format!("produce {count}: refused, no leader"));
+            return None;
+        };
         let now = self.now;
         let batch_id = self.next_batch_id;
         let node = &mut self.nodes[index];
-        if !node.alive {
+        let refusal = match &node.replica {
+            _ if !node.alive => Some("down".to_owned()),
+            Replica::Leader(leader) => leader.check_produce_acks_all().err().map(|e| e.to_string()),
+            _ => Some("not leader".to_owned()),
+        };
+        if let Some(refusal) = refusal {
+            self.event(format!("produce {count} to node {id}: refused, {refusal}"));
             return None;
         }
+        let node = &mut self.nodes[index];
         let Replica::Leader(leader) = &mut node.replica else {
             return None;
         };
-        if leader.check_produce_acks_all().is_err() {
-            return None;
-        }
         let batch = Batch {
             base: node.log.log_end,
             count,
@@ -300,7 +334,9 @@ impl Sim {
         let leader_epoch = leader.leader_epoch();
         node.log.append(batch);
         node.local_changed(now);
-        node.sync_at = node.sync_at.or(Some(now + self.config.sync_delay));
+        let delay = self.sync_delay();
+        let node = &mut self.nodes[index];
+        node.sync_at = node.sync_at.or(Some(now + delay));
         self.next_batch_id += 1;
         self.record_written(id, &batch);
         self.pending_acks.push(PendingAck {
@@ -308,7 +344,12 @@ impl Sim {
             leader_epoch,
             batch,
         });
-        self.log(format!("produce {batch:?} at {id}"));
+        self.event(format!(
+            "produce {count} to node {id} (leader e{leader_epoch}): batch #{} at [{}, {})",
+            batch.id,
+            batch.base,
+            batch.end()
+        ));
         self.poll();
         Some(batch)
     }
@@ -338,61 +379,6 @@ impl Sim {
             }
         }
         self.pending_acks = still;
-    }
-
-    /// A power loss on `id`: its unsynced tail is gone, and so is every message to it.
-    pub fn crash(&mut self, id: NodeId) {
-        let Some(index) = self.index(id) else { return };
-        self.log(format!("crash {id}"));
-        self.net.retain(|m| m.to != id);
-        let node = &mut self.nodes[index];
-        node.alive = false;
-        node.replica = Replica::Idle;
-        node.sync_at = None;
-        node.isolated = false;
-        let lost = node.log.log_end - node.log.flushed;
-        node.log.power_loss();
-        self.count("power losses");
-        if lost > 0 {
-            self.count("power losses with an unsynced tail");
-        }
-        self.poll();
-    }
-
-    /// Restarts `id` as a new incarnation: it registers again and takes a role once its
-    /// image holds that registration.
-    pub fn restart(&mut self, id: NodeId) {
-        let Some(index) = self.index(id) else { return };
-        let node = &mut self.nodes[index];
-        if node.alive {
-            return;
-        }
-        node.alive = true;
-        node.incarnation += 1;
-        node.broker_epoch = None;
-        self.log(format!("restart {id}"));
-        self.poll();
-    }
-
-    /// Syncs `id`'s log now (its sync completes early).
-    pub fn sync_now(&mut self, id: NodeId) {
-        let Some(index) = self.index(id).filter(|&i| self.nodes[i].alive) else {
-            return;
-        };
-        let now = self.now;
-        let node = &mut self.nodes[index];
-        node.log.sync();
-        node.local_changed(now);
-        self.report_durable(index);
-        self.poll();
-    }
-
-    /// Cuts (or heals) the replication traffic of `id`; its controller traffic goes on.
-    pub fn isolate(&mut self, id: NodeId, isolated: bool) {
-        if let Some(index) = self.index(id) {
-            self.nodes[index].isolated = isolated;
-            self.log(format!("isolate {id}: {isolated}"));
-        }
     }
 
     /// The node that believes it leads, if exactly that is the controller's leader.
@@ -442,10 +428,11 @@ impl Sim {
                 .entry((batch.base, batch.epoch))
                 .or_insert((batch.id, batch.count, node));
         if (first.0, first.1) != (batch.id, batch.count) {
-            self.fail(&format!(
+            self.violate(Invariant::SameOffsetSameBytes, format!(
                 "offset {} epoch {} holds batch {} (written on node {}) and batch {} on node {node}",
                 batch.base, batch.epoch, first.0, first.2, batch.id
-            ));
+            ),
+            );
         }
     }
 }

@@ -15,7 +15,7 @@ use spate_cluster::replication::IsrChangeRequest;
 use spate_cluster::{NodeId, RecordBody};
 
 use super::super::register_request;
-use super::{CONTROLLER, Payload, Sim};
+use super::{CONTROLLER, Invariant, Payload, Sim};
 
 impl Sim {
     pub(super) fn broadcast_metadata(&mut self) {
@@ -39,9 +39,10 @@ impl Sim {
         let before = self.partition();
         let applied = self.cluster.apply(records.clone());
         if let Err(error) = applied {
-            self.fail(&format!(
-                "a controller decision was refused: {error}: {records:?}"
-            ));
+            self.violate(
+                Invariant::ControllerAccepts,
+                format!("a controller decision was refused: {error}: {records:?}"),
+            );
         }
         let p = self.partition();
         if p.isr.len() < before.isr.len() {
@@ -67,7 +68,7 @@ impl Sim {
         let now = self.now;
         for index in 0..self.nodes.len() {
             let node = &self.nodes[index];
-            if !node.alive {
+            if !node.alive || self.link_cut(node.id, CONTROLLER) {
                 continue;
             }
             let id = node.id;
@@ -174,16 +175,35 @@ impl Sim {
         {
             self.faults.unclean_elections += 1;
         }
-        self.log(format!("elect {kind:?}: {:?}", outcome.results));
+        self.event(format!(
+            "elect {kind:?}: {:?}",
+            outcome.results.first().map(|r| &r.2)
+        ));
         self.apply_records(outcome.records);
         leader
+    }
+
+    /// Another controller becomes active: every broker gets a fresh session (as Kafka's
+    /// new active controller gives them), and the requests in flight to the old one, and
+    /// its answers, are lost (their senders time out).
+    pub fn fail_over_controller(&mut self) {
+        let now = self.now;
+        self.sessions.reset(&self.cluster.image, now);
+        let (lost, kept): (Vec<_>, Vec<_>) = std::mem::take(&mut self.net)
+            .into_iter()
+            .partition(|m| m.to == CONTROLLER || m.from == CONTROLLER);
+        self.net = kept;
+        for message in lost {
+            self.lose(message);
+        }
+        self.event("controller failover: sessions reset, its messages in flight lost".to_owned());
     }
 
     /// Holds back metadata for `id` until `for_` has passed.
     pub fn hold_metadata(&mut self, id: NodeId, for_: Duration) {
         if let Some(index) = self.index(id) {
             self.nodes[index].metadata_held_until = Some(self.now + for_);
-            self.log(format!("hold metadata for {id}: {for_:?}"));
+            self.event(format!("hold metadata for node {id} for {for_:?}"));
         }
     }
 
@@ -194,7 +214,10 @@ impl Sim {
             &[(self.topic_id, 0, target.clone())],
         );
         let ok = outcome.results.iter().all(|(_, _, r)| r.is_ok());
-        self.log(format!("reassign {target:?}: {:?}", outcome.results));
+        self.event(format!(
+            "reassign to {target:?}: {:?}",
+            outcome.results.first().map(|r| &r.2)
+        ));
         self.apply_records(outcome.records);
         ok
     }

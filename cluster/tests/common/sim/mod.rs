@@ -1,21 +1,29 @@
 //! A deterministic simulator for one replicated partition, in the manner of quinn's `Pair`
-//! and TigerBeetle's VOPR: brokers are [`node::Node`]s over in-memory logs
-//! ([`log::MemLog`], whose unsynced tail a power loss drops), messages go through a queue
-//! that can drop, delay and reorder them, the clock is fake, and a minimal controller
-//! applies the real controller decisions (sessions, AlterPartition, elections) to a real
-//! `ClusterImage`. Every run is a function of its seed, and every invariant failure names
-//! the seed so the run can be replayed (`SPATE_SIM_SEED=<seed>`).
+//! and TigerBeetle's VOPR: brokers are [`node::Node`]s over in-memory logs ([`log::MemLog`],
+//! the disk: unsynced tails lost or torn on a power loss, failed fdatasyncs), messages go
+//! through a queue that drops, delays, duplicates and reorders them and that partitions
+//! cut, symmetric or one-way, the controller's links included ([`network`]), the clock is
+//! fake, and a minimal controller applies the real controller decisions (sessions,
+//! AlterPartition, elections, reassignments) to a real `ClusterImage` ([`controller`]).
 //!
-//! [`Sim::step`] jumps the clock to the next event (a message, a sync, a replica timer, the
-//! controller's tick) and handles it; [`Sim::drive_until`] steps until a condition holds,
-//! and panics (with the seed) past its step bound: in a healthy run, liveness has a limit.
+//! Every run is a function of its seed. [`Sim::step`] jumps the clock to the next event (a
+//! message, a sync, a replica timer, the controller's tick) and handles it; after every
+//! step [`check`] verifies the invariants, and a broken one stops the run with a
+//! [`report::Failure`] that names the seed and prints the schedule ([`Sim::event`]), so it
+//! can be read and replayed (`SPATE_SIM_SEED=<seed>`). [`schedule`] draws random schedules.
+//! [`Sim::drive_until`] steps until a condition holds, and fails past its step bound: in a
+//! healthy run, liveness has a limit.
 
 mod brokers;
 pub mod check;
 mod controller;
+mod faults;
 pub mod log;
-mod network;
+pub mod network;
 pub mod node;
+pub mod report;
+pub mod rng;
+pub mod schedule;
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::Arc;
@@ -29,8 +37,12 @@ use spate_cluster::replication::{
 use spate_cluster::{ClusterImage, NodeId, PartitionState, RecordBody, TopicId};
 
 use super::{Cluster, any_configs, topic_id};
+use check::Checks;
 use log::{Batch, MemLog};
+use network::Links;
 use node::{Node, Replica};
+pub use report::{Failure, Invariant};
+pub use rng::Rng;
 
 /// The controller's node id in messages.
 pub const CONTROLLER: NodeId = -100;
@@ -51,8 +63,10 @@ pub struct SimConfig {
     /// One-way latency, and a random extra of up to `jitter`.
     pub latency: Duration,
     pub jitter: Duration,
-    /// How long after an append a node's sync completes (`flush=always`), plus jitter.
+    /// How long after an append a node's sync completes (`flush=always`)...
     pub sync_delay: Duration,
+    /// ...plus a random extra of up to this (a slow disk).
+    pub sync_jitter: Duration,
     /// When a lost AlterPartition (or its answer) is given up as a timeout.
     pub rpc_timeout: Duration,
 }
@@ -60,6 +74,19 @@ pub struct SimConfig {
 impl SimConfig {
     pub fn with_nodes(self, nodes: usize) -> Self {
         SimConfig { nodes, ..self }
+    }
+
+    /// The shape and timing, for a failure report.
+    pub fn describe(&self) -> String {
+        format!(
+            "{} nodes, min.insync.replicas {}, latency {:?} + up to {:?}, sync after {:?} + up to {:?}",
+            self.nodes,
+            self.min_insync,
+            self.latency,
+            self.jitter,
+            self.sync_delay,
+            self.sync_jitter
+        )
     }
 }
 
@@ -80,6 +107,7 @@ impl Default for SimConfig {
             latency: Duration::from_millis(2),
             jitter: Duration::ZERO,
             sync_delay: Duration::from_millis(5),
+            sync_jitter: Duration::ZERO,
             rpc_timeout: Duration::from_millis(500),
         }
     }
@@ -116,38 +144,6 @@ pub struct Message {
     pub payload: Payload,
 }
 
-/// splitmix64: small, fast, and the same everywhere.
-#[derive(Debug, Clone)]
-pub struct Rng(u64);
-
-impl Rng {
-    pub fn new(seed: u64) -> Self {
-        Rng(seed)
-    }
-
-    pub fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^ (z >> 31)
-    }
-
-    /// Uniform in `0..n` (n > 0).
-    pub fn below(&mut self, n: u64) -> u64 {
-        self.next() % n
-    }
-
-    pub fn chance(&mut self, percent: u64) -> bool {
-        self.below(100) < percent
-    }
-
-    pub fn duration(&mut self, max: Duration) -> Duration {
-        let nanos = u64::try_from(max.as_nanos()).unwrap_or(u64::MAX);
-        Duration::from_nanos(if nanos == 0 { 0 } else { self.below(nanos + 1) })
-    }
-}
-
 /// A produce the leader appended and has not answered yet.
 #[derive(Debug, Clone, Copy)]
 pub struct PendingAck {
@@ -173,6 +169,8 @@ pub struct Sim {
     pub topic_id: TopicId,
     pub nodes: Vec<Node>,
     pub net: Vec<Message>,
+    /// Cuts and per-message faults of the network.
+    pub links: Links,
     next_seq: u64,
     next_tick: Instant,
     next_batch_id: u64,
@@ -189,15 +187,22 @@ pub struct Sim {
     pub ambiguous: Vec<Batch>,
     pub faults: Faults,
     pub steps: u64,
-    /// Who led each leader epoch (at most one node per epoch).
-    pub leaders_by_epoch: BTreeMap<i32, NodeId>,
-    /// The last HW of each tenure: (node, incarnation, leader epoch).
-    pub tenure_hw: BTreeMap<(NodeId, u32, i32), i64>,
+    /// What the invariant checks remember between steps.
+    pub checks: Checks,
+    /// The last messages and decisions, for a failure report.
     pub trace: VecDeque<String>,
+    /// Every client request and injected fault, in order: the schedule a failure prints.
+    pub events: Vec<String>,
     /// Every batch ever written, by (base offset, epoch): one content each.
     pub written: HashMap<(i64, i32), (u64, i64, NodeId)>,
     /// What happened, counted: answers by kind, truncations, ISR changes, faults.
     pub stats: BTreeMap<&'static str, u64>,
+    /// A broken invariant unwinds without printing its report (the runner prints).
+    pub quiet: bool,
+    /// The bugs injected in this run (a `SPATE_INJECT_BUG` list), for the replay command.
+    pub injected_bugs: String,
+    /// Invariants not checked in this run (to see what else a bug breaks).
+    pub disabled: Vec<Invariant>,
 }
 
 impl Sim {
@@ -282,11 +287,15 @@ impl Sim {
             ambiguous: Vec::new(),
             faults: Faults::default(),
             steps: 0,
-            leaders_by_epoch: BTreeMap::new(),
-            tenure_hw: BTreeMap::new(),
+            checks: Checks::new(config.nodes),
             trace: VecDeque::new(),
+            events: Vec::new(),
             written: HashMap::new(),
             stats: BTreeMap::new(),
+            links: Links::default(),
+            quiet: false,
+            injected_bugs: std::env::var("SPATE_INJECT_BUG").unwrap_or_default(),
+            disabled: Vec::new(),
             cluster,
             config,
         };
@@ -300,6 +309,7 @@ impl Sim {
                 .next_batch_id
                 .max(batches.iter().map(|b| b.id + 1).max().unwrap_or(1));
         }
+        sim.checks.seed_exposures(&sim.nodes);
         let now = sim.now;
         for node in &mut sim.nodes {
             node.image = image.clone();
@@ -346,18 +356,9 @@ impl Sim {
         self.trace.push_back(format!("{at:>8.3}s {line}"));
     }
 
-    /// Panics with the seed, the step and the recent trace.
+    /// Stops the run: a scripted expectation failed (see [`Sim::violate`]).
     pub fn fail(&self, what: &str) -> ! {
-        let nodes: Vec<String> = self.nodes.iter().map(Node::summary).collect();
-        panic!(
-            "seed {} step {}: {what}\nreplay: SPATE_SIM_SEED={}\npartition: {:?}\n{}\n{}",
-            self.seed,
-            self.steps,
-            self.seed,
-            self.partition(),
-            Vec::from(self.trace.clone()).join("\n"),
-            nodes.join("\n"),
-        );
+        self.violate(Invariant::Scripted, what.to_owned())
     }
 
     // ----- time -----
@@ -394,9 +395,7 @@ impl Sim {
             let node = &mut self.nodes[index];
             if node.alive && node.sync_at.is_some_and(|at| at <= self.now) {
                 node.sync_at = None;
-                node.log.sync();
-                node.local_changed(self.now);
-                self.report_durable(index);
+                self.complete_sync(index);
             }
         }
         let mut due: Vec<Message> = Vec::new();
@@ -425,7 +424,10 @@ impl Sim {
             self.step();
         }
         if !done(self) {
-            self.fail(&format!("not reached in {steps_max} steps: {what}"));
+            self.violate(
+                Invariant::Liveness,
+                format!("not reached in {steps_max} steps: {what}"),
+            );
         }
     }
 
@@ -440,7 +442,7 @@ impl Sim {
             }
             self.step();
         }
-        self.fail("run_for did not finish");
+        self.violate(Invariant::Liveness, "run_for did not finish".to_owned());
     }
 }
 

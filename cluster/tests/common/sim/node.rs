@@ -10,7 +10,16 @@ use spate_cluster::replication::{
 };
 use spate_cluster::{ClusterImage, NodeId, PartitionState};
 
-use super::log::{Batch, MemLog};
+use super::log::{AppendRefused, Batch, MemLog};
+
+/// Why the glue could not carry out a follower's action.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ActionFailure {
+    /// The answer's batches do not start at the log end (the engine refuses the append).
+    AppendRefused(AppendRefused),
+    /// A truncation point inside a batch: the state machine promises batch boundaries.
+    SplitsBatch { to: i64 },
+}
 
 /// This node's replica of the partition.
 #[derive(Debug, Clone)]
@@ -38,6 +47,8 @@ pub struct Node {
     pub isolated: bool,
     /// Metadata for it is held back until then (a broker behind on the metadata log).
     pub metadata_held_until: Option<Instant>,
+    /// Its next fdatasync fails (the log dir goes offline and the broker halts).
+    pub fail_next_sync: bool,
 }
 
 impl Node {
@@ -54,6 +65,7 @@ impl Node {
             sync_at: None,
             isolated: false,
             metadata_held_until: None,
+            fail_next_sync: false,
         }
     }
 
@@ -98,7 +110,7 @@ impl Node {
             ),
         };
         format!(
-            "node {} alive {} inc {} epoch {:?} image@{} end {} flushed {} hw {} epochs {:?} {role}\n  log {:?}",
+            "node {} alive {} inc {} epoch {:?} image@{} end {} flushed {} hw {} torn {:?} epochs {:?} {role}\n  log {:?}",
             self.id,
             self.alive,
             self.incarnation,
@@ -107,6 +119,7 @@ impl Node {
             self.log.log_end,
             self.log.flushed,
             self.log.high_watermark,
+            self.log.torn,
             self.log.epochs.entries(),
             self.log.content()
         )
@@ -202,14 +215,22 @@ impl Node {
         self.replica = Replica::Leader(Box::new(leader));
     }
 
-    /// Carries out a follower's actions, in order, with the answer's batches.
-    pub fn apply_actions(&mut self, actions: &[FollowerAction], batches: &[Batch]) {
+    /// Carries out a follower's actions, in order, with the answer's batches. Stops at the
+    /// first one the log refuses (the glue then reports the failure to the follower).
+    pub fn apply_actions(
+        &mut self,
+        actions: &[FollowerAction],
+        batches: &[Batch],
+    ) -> Result<(), ActionFailure> {
         for action in actions {
             match *action {
                 FollowerAction::Truncate {
                     to,
                     below_high_watermark,
                 } => {
+                    if !self.log.is_boundary(to) {
+                        return Err(ActionFailure::SplitsBatch { to });
+                    }
                     if below_high_watermark {
                         self.truncations_below_hw += 1;
                     }
@@ -217,18 +238,23 @@ impl Node {
                 }
                 FollowerAction::StartAt { offset } => self.log.start_at(offset),
                 FollowerAction::Append { from, to } => {
-                    let mut at = from;
-                    for batch in batches {
-                        assert_eq!(batch.base, at, "answer batches are contiguous");
-                        self.log.append(*batch);
-                        at = batch.end();
+                    let covers = batches.first().is_some_and(|b| b.base == from)
+                        && batches.last().is_some_and(|b| b.end() == to);
+                    if !covers {
+                        return Err(ActionFailure::AppendRefused(AppendRefused {
+                            log_end: self.log.log_end,
+                            batch_base: batches.first().map_or(from, |b| b.base),
+                        }));
                     }
-                    assert_eq!(at, to, "the answer covers what it says");
+                    self.log
+                        .append_replicated(batches)
+                        .map_err(ActionFailure::AppendRefused)?;
                 }
                 FollowerAction::AdvanceLogStart { offset } => self.log.advance_log_start(offset),
                 FollowerAction::SetHighWatermark { offset } => self.log.high_watermark = offset,
             }
         }
+        Ok(())
     }
 
     /// After any local change: a follower recomputes its HW, a leader its own.
