@@ -24,6 +24,7 @@ pub mod docs;
 pub mod error;
 pub mod fetch_request;
 pub mod group_requests;
+pub mod history;
 pub mod kafka_requests;
 pub mod netfilter;
 pub mod process_run;
