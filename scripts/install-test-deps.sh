@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs what the integration tests (tests/, crate spate-tests) drive and build:
 #  - kcat (apt), the command-line Kafka client the kcat tests run;
+#  - nftables and iproute2 (apt), for the link-cut and nemesis tests (namespaces, nft rules);
 #  - a C toolchain, make, pkg-config and zlib headers (apt), which the `rdkafka` crate needs to
 #    build librdkafka from source (default features: no ssl, no sasl, no cmake);
 #  - python3-venv (apt) and, in the venv target/pyenv, the Python clients confluent-kafka and
@@ -13,6 +14,9 @@ cd "$(dirname "$0")/.."
 need_apt=()
 command -v kcat >/dev/null 2>&1 || need_apt+=(kcat)
 command -v nft >/dev/null 2>&1 || need_apt+=(nftables)
+# The nemesis tests: network namespaces, veth pairs and a bridge (ip), a tmpfs data dir (mount).
+command -v ip >/dev/null 2>&1 || need_apt+=(iproute2)
+command -v mountpoint >/dev/null 2>&1 || need_apt+=(util-linux)
 command -v make >/dev/null 2>&1 || need_apt+=(make)
 command -v cc >/dev/null 2>&1 || need_apt+=(gcc)
 command -v c++ >/dev/null 2>&1 || need_apt+=(g++)

@@ -26,6 +26,7 @@ pub mod fetch_request;
 pub mod group_requests;
 pub mod history;
 pub mod kafka_requests;
+pub mod nemesis;
 pub mod netfilter;
 pub mod process_run;
 pub mod record_batch;
