@@ -170,10 +170,16 @@ fn kill_leader(
                 m.topic(topic)
                     .and_then(|t| t.partition(partition))
                     .is_some_and(|p| {
+                        // Not `old.isr.contains(leader)`: the ISR may grow between the
+                        // snapshot and the kill (a restarted node that caught up), and that
+                        // node is then a clean choice. That no acknowledged record is lost
+                        // is checked at the end; elections from outside the ISR are the
+                        // simulator's `unclean-election` bug test.
                         p.leader >= 0
                             && p.leader != victim
                             && p.leader_epoch > old.leader_epoch
-                            && old.isr.contains(&p.leader)
+                            && old.replicas.contains(&p.leader)
+                            && p.isr.contains(&p.leader)
                             && !p.isr.contains(&victim)
                     })
             },
