@@ -69,20 +69,11 @@ impl Nemesis {
         Nemesis::DiskFull,
     ];
 
-    /// The nemeses a seeded mix draws from: all but [`Nemesis::Slow`], whose proxy hides the
+    /// Whether a seeded mix may draw it: all but [`Nemesis::Slow`], whose proxy hides the
     /// peers' addresses from the partition rules.
-    pub const MIXABLE: [Nemesis; 10] = [
-        Nemesis::KillNode,
-        Nemesis::KillLeader,
-        Nemesis::KillController,
-        Nemesis::Pause,
-        Nemesis::PartitionMajority,
-        Nemesis::PartitionLeader,
-        Nemesis::PartitionBridge,
-        Nemesis::OneWayLoss,
-        Nemesis::Lossy,
-        Nemesis::DiskFull,
-    ];
+    pub fn mixable(self) -> bool {
+        self != Nemesis::Slow
+    }
 
     /// The name the script and the table use.
     pub fn name(self) -> &'static str {
